@@ -1,0 +1,181 @@
+"""Test kit shared by every app: environment, network guard, tenants.
+
+Tests talk to a real fake provider over HTTP on 127.0.0.1; a socket to any
+other host fails the test that opened it.
+"""
+
+import ipaddress
+import os
+import socket
+
+import pytest
+
+# Secrets for the test process. They are not the development defaults, so the
+# production checks in settings stay active.
+os.environ.setdefault("SECRET_KEY", "test-secret-key-0123456789abcdefghijklmnop")
+os.environ.setdefault("MASTER_KEY", "sk-admin-test-master-key-0123456789")
+os.environ.setdefault("ENCRYPTION_KEY", "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0wMDA=")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+os.environ.setdefault("DEBUG", "false")
+
+MASTER_KEY = os.environ["MASTER_KEY"]
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address) -> bool:
+    if not isinstance(address, tuple):
+        return True  # Unix domain sockets
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class OutsideNetworkAccess(RuntimeError):
+    pass
+
+
+def _guarded_connect(self, address):
+    if not _is_local(address):
+        raise OutsideNetworkAccess(
+            f"Test opened a socket to {address!r}; only loopback is allowed."
+        )
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    if not _is_local(address):
+        raise OutsideNetworkAccess(
+            f"Test opened a socket to {address!r}; only loopback is allowed."
+        )
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect
+socket.socket.connect_ex = _guarded_connect_ex
+
+
+@pytest.fixture(scope="session")
+def fake_provider():
+    """A fake OpenAI-compatible and Anthropic provider on 127.0.0.1."""
+    from saasllm.fake_provider import FakeProviderServer
+
+    server = FakeProviderServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def assert_ledgers_match_balances():
+    from django.db.models import Sum
+
+    from teams.models import Team
+
+    for team in Team.objects.annotate(ledger=Sum("transactions__amount")):
+        assert (team.ledger or 0) == team.credits_remaining, team.id
+
+
+@pytest.fixture
+def organization(db):
+    """Acme; after the test, every team's ledger must sum to its balance."""
+    from teams.services import create_organization
+
+    yield create_organization(organization_id="acme", name="Acme Inc.")
+    assert_ledgers_match_balances()
+
+
+@pytest.fixture
+def credential(organization, fake_provider):
+    from catalog.crypto import encrypt_secret
+    from catalog.models import ProviderCredential
+
+    return ProviderCredential.objects.create(
+        organization=organization,
+        provider="openai_compatible",
+        name="fake provider",
+        encrypted_api_key=encrypt_secret("sk-provider-secret-abcdef123456"),
+        api_base=fake_provider.openai_base_url,
+    )
+
+
+@pytest.fixture
+def alias(db):
+    from catalog.models import ModelAlias
+
+    return ModelAlias.objects.create(
+        alias="chat-fast",
+        display_name="Chat (fast)",
+        provider="openai_compatible",
+        provider_model="fake-gpt-small",
+        input_price_per_million="0.150000",
+        output_price_per_million="0.600000",
+    )
+
+
+@pytest.fixture
+def access_group(alias):
+    from catalog.models import AccessGroup
+
+    group = AccessGroup.objects.create(name="standard", display_name="Standard")
+    group.aliases.add(alias)
+    return group
+
+
+class TeamFixture:
+    """A team with its plaintext key and ready-made auth headers."""
+
+    def __init__(self, team, key):
+        self.team = team
+        self.key = key
+        self.headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    @property
+    def id(self):
+        return self.team.id
+
+
+def make_team(organization, team_id, access_groups=(), credits=10, **fields):
+    from teams.services import create_team
+
+    team, _, plaintext = create_team(
+        organization=organization,
+        team_id=team_id,
+        access_groups=access_groups,
+        credits=credits,
+        **fields,
+    )
+    return TeamFixture(team, plaintext)
+
+
+@pytest.fixture
+def team(organization, access_group, credential):
+    """A team of Acme with 10 credits and access to ``chat-fast``."""
+    return make_team(organization, "acme-research", [access_group])
+
+
+@pytest.fixture
+def outsider(db, access_group, fake_provider):
+    """A team of another organization, for cross-tenant tests."""
+    from catalog.crypto import encrypt_secret
+    from catalog.models import ProviderCredential
+    from teams.services import create_organization
+
+    other = create_organization(organization_id="globex", name="Globex")
+    ProviderCredential.objects.create(
+        organization=other,
+        provider="openai_compatible",
+        name="fake provider",
+        encrypted_api_key=encrypt_secret("sk-provider-secret-globex"),
+        api_base=fake_provider.openai_base_url,
+    )
+    return make_team(other, "globex-ops", [access_group])
+
+
+@pytest.fixture
+def admin_headers():
+    return {"HTTP_X_ADMIN_KEY": MASTER_KEY}

@@ -1,0 +1,291 @@
+"""Django settings for saasllm, read from the environment.
+
+Development defaults apply only while DEBUG is on. With DEBUG off the process
+refuses to start when a required secret is missing or still a development
+default, and the error names the variable.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from saasllm.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", default=False)
+
+# Development-only values. They are public, so production must replace them.
+DEV_SECRET_KEY = "dev-only-secret-key-replace-in-production"
+DEV_MASTER_KEY = "sk-admin-dev-only-replace-in-production"
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
+
+
+def required_secret(name: str, dev_default: str, *, min_length: int) -> str:
+    value = env_str(name)
+    if DEBUG:
+        return value or dev_default
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is not set. Set it in the environment, or set DEBUG=true "
+            "for local development."
+        )
+    if value == dev_default:
+        raise ImproperlyConfigured(
+            f"{name} is still the public development default. Generate a new value."
+        )
+    if len(value) < min_length:
+        raise ImproperlyConfigured(
+            f"{name} must be at least {min_length} characters long."
+        )
+    return value
+
+
+def read_encryption_keys() -> list[str]:
+    """Read ENCRYPTION_KEY as a comma list of Fernet keys, newest first."""
+    keys = env_list("ENCRYPTION_KEY")
+    if not keys:
+        keys = [required_secret("ENCRYPTION_KEY", DEV_ENCRYPTION_KEY, min_length=44)]
+    for position, key in enumerate(keys, start=1):
+        if key == DEV_ENCRYPTION_KEY and not DEBUG:
+            required_secret("ENCRYPTION_KEY", DEV_ENCRYPTION_KEY, min_length=44)
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"ENCRYPTION_KEY entry {position} is not a valid Fernet key "
+                "(32 url-safe base64-encoded bytes). Generate one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`."
+            ) from None
+    return keys
+
+
+SECRET_KEY = required_secret("SECRET_KEY", DEV_SECRET_KEY, min_length=32)
+MASTER_KEY = required_secret("MASTER_KEY", DEV_MASTER_KEY, min_length=16)
+ENCRYPTION_KEYS = read_encryption_keys()
+# Virtual keys are stored as HMAC-SHA256 digests under this secret. It falls
+# back to SECRET_KEY so a single-secret deployment works; set it separately to
+# rotate SECRET_KEY without invalidating every team's key.
+KEY_DIGEST_SECRET = env_str("KEY_DIGEST_SECRET") or SECRET_KEY
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS is not set. Set it to the host names the gateway "
+            "serves, comma-separated."
+        )
+    ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "saasllm.apps.SaasllmConfig",
+    "teams",
+    "catalog",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "saasllm.urls"
+WSGI_APPLICATION = "saasllm.wsgi.application"
+ASGI_APPLICATION = "saasllm.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database. Each gunicorn worker process owns one psycopg pool of
+# DATABASE_POOL_MAX_SIZE connections, so the instance opens at most
+# WEB_CONCURRENCY x DATABASE_POOL_MAX_SIZE connections to PostgreSQL.
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1)
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 11, minimum=1)
+DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 30.0)
+
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is invalid: {exc}") from None
+
+if _database["ENGINE"] == "django.db.backends.postgresql":
+    # Pooling requires CONN_MAX_AGE = 0: a closed connection goes back to
+    # the pool instead of being torn down.
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+    }
+elif _database["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take SQLite's write lock at BEGIN, so two
+    # writers queue up instead of failing with "database is locked" midway.
+    _database.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must point at PostgreSQL (postgres://...) or SQLite "
+        "(sqlite:///path)."
+    )
+DATABASES = {"default": _database}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# CORS governs browsers only: server-side clients ignore it, and every API
+# request is authenticated by a virtual key or the admin key regardless.
+ADMIN_PANEL_URL = env_str("ADMIN_PANEL_URL")
+CORS_ALLOWED_ORIGINS = [
+    *env_list("CORS_ALLOWED_ORIGINS"),
+    *([ADMIN_PANEL_URL] if ADMIN_PANEL_URL else []),
+    *env_list("ADDITIONAL_CORS_ORIGINS"),
+]
+if DEBUG:
+    CORS_ALLOWED_ORIGINS += [
+        "http://localhost:3000",
+        "http://localhost:3001",
+        "http://localhost:3002",
+    ]
+CORS_ALLOWED_ORIGINS = list(
+    dict.fromkeys(origin.rstrip("/") for origin in CORS_ALLOWED_ORIGINS)
+)
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-admin-key",
+    "x-job-id",
+    "x-job-type",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = [
+    "retry-after",
+    "x-request-id",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-gateway-overhead-ms",
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "saasllm.pagination.LimitOffsetPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "saasllm.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "saasllm API",
+    "DESCRIPTION": (
+        "Multi-tenant LLM gateway. Team services authenticate with "
+        "`Authorization: Bearer <virtual key>`; admin endpoints with "
+        "`X-Admin-Key: <MASTER_KEY>`."
+    ),
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Provider calls.
+PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+# Request and response bodies of calls hold end users' text; keep them only
+# when the operator opts in.
+STORE_CALL_BODIES = env_bool("STORE_CALL_BODIES", default=False)
+
+# litellm downloads its price map at import unless told to use the bundled one.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_TELEMETRY", "False")
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}."
+    )
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "LiteLLM": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from saasllm import health
+
+handler400 = "saasllm.errors.bad_request"
+handler403 = "saasllm.errors.permission_denied"
+handler404 = "saasllm.errors.page_not_found"
+handler500 = "saasllm.errors.server_error"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema"),
+        name="swagger-ui",
+    ),
+    path("health", health.health, name="health"),
+    path("healthz", health.health, name="healthz"),
+    path("", include("jobs.urls")),
+    path("", include("teams.urls")),
+    path("", include("catalog.urls")),
+]
