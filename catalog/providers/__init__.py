@@ -1,0 +1,68 @@
+"""Provider calls: one entry point, ``complete_chat``, for every provider.
+
+OpenAI-compatible providers go through a native aiohttp client; the others go
+through the litellm SDK. Both return a ChatResult or raise a ProviderError,
+which the API renders without naming the provider, its model or its key.
+"""
+
+import logging
+
+from catalog.providers.base import ChatResult, ProviderTarget
+from catalog.providers.errors import (
+    ProviderBadResponse,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderNotConfigured,
+    ProviderTimeout,
+    ProviderUnreachable,
+)
+from catalog.providers.litellm_sdk import LITELLM_PREFIXES, complete_with_litellm
+from catalog.providers.openai_compatible import (
+    OPENAI_COMPATIBLE_PROVIDERS,
+    complete_openai_compatible,
+)
+
+__all__ = [
+    "ChatResult",
+    "ProviderBadResponse",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderNotConfigured",
+    "ProviderTarget",
+    "ProviderTimeout",
+    "ProviderUnreachable",
+    "complete_chat",
+]
+
+logger = logging.getLogger(__name__)
+
+
+async def complete_chat(
+    target: ProviderTarget, messages: list[dict], params: dict
+) -> ChatResult:
+    """Send one chat completion to the target's provider.
+
+    ``params`` holds only the optional OpenAI parameters the caller sent; they
+    are passed on unchanged and nothing is added. Raises a ProviderError
+    subclass on any provider failure, after logging it for operators.
+    """
+    try:
+        if target.provider in OPENAI_COMPATIBLE_PROVIDERS:
+            return await complete_openai_compatible(target, messages, params)
+        if target.provider in LITELLM_PREFIXES:
+            return await complete_with_litellm(target, messages, params)
+        raise ProviderNotConfigured(
+            operator_detail=f"Unknown provider {target.provider!r}."
+        )
+    except ProviderError as error:
+        logger.warning(
+            "Provider call failed: provider=%s model=%s code=%s "
+            "upstream_status=%s retryable=%s detail=%s",
+            target.provider,
+            target.model,
+            error.code,
+            error.upstream_status,
+            error.retryable,
+            error.operator_detail,
+        )
+        raise
