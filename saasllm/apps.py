@@ -6,4 +6,5 @@ class SaasllmConfig(AppConfig):
     verbose_name = "saasllm"
 
     def ready(self):
-        from saasllm import checks  # noqa: F401  (registers system checks)
+        # Imported for their side effects: system checks and schema extensions.
+        from saasllm import checks, schema  # noqa: F401

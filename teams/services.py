@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F
 
-from saasllm.errors import ApiError, InsufficientCredits
+from saasllm.errors import ApiError, Conflict, InsufficientCredits, NotFound
 from teams.keys import generate_key
 from teams.models import (
     CREDITS_AVAILABLE,
@@ -95,7 +95,10 @@ def issue_key(
 
 
 def _lock_team(team_id: str) -> Team:
-    return Team.objects.select_for_update().get(pk=team_id)
+    team = Team.objects.select_for_update().filter(pk=team_id).first()
+    if team is None:
+        raise NotFound(f"Team '{team_id}' not found.", code="team_not_found")
+    return team
 
 
 def _write_ledger(
@@ -191,3 +194,74 @@ def team_available_credits(team_id: str) -> int:
         .values_list("available", flat=True)
         .get()
     )
+
+
+# Team fields an administrator may change with update_team. Balances are
+# excluded on purpose: they change only through the ledger functions above.
+TEAM_SETTINGS_FIELDS = frozenset(
+    {
+        "name",
+        "budget_mode",
+        "credits_per_dollar",
+        "tokens_per_credit",
+        "markup_percent",
+        "metadata",
+    }
+)
+
+
+@transaction.atomic
+def update_team(
+    *, team_id: str, fields: dict, access_groups: Iterable | None = None
+) -> Team:
+    """Change a team's settings and, unless None, replace its access groups.
+
+    ``fields`` maps names in TEAM_SETTINGS_FIELDS to new values; any other
+    name raises ValueError, so no caller can write a balance here.
+    """
+    unknown = set(fields) - TEAM_SETTINGS_FIELDS
+    if unknown:
+        raise ValueError(f"update_team cannot change {sorted(unknown)}.")
+
+    team = _lock_team(team_id)
+    for name, value in fields.items():
+        setattr(team, name, value)
+    team.save(update_fields=[*fields, "updated_at"])
+
+    if access_groups is not None:
+        team.access_groups.set(access_groups)
+    logger.info("Updated team %s: %s", team.id, sorted(fields))
+    return team
+
+
+def set_team_access_groups(*, team_id: str, access_groups: Iterable) -> Team:
+    """Replace the team's access groups."""
+    return update_team(team_id=team_id, fields={}, access_groups=access_groups)
+
+
+@transaction.atomic
+def suspend_team(*, team_id: str) -> Team:
+    """Suspend a team so its keys get 403; suspending it again changes nothing."""
+    team = _lock_team(team_id)
+    if team.status != Team.Status.SUSPENDED:
+        team.status = Team.Status.SUSPENDED
+        team.save(update_fields=["status", "updated_at"])
+        logger.info("Suspended team %s", team.id)
+    return team
+
+
+@transaction.atomic
+def resume_team(*, team_id: str) -> Team:
+    """Make a suspended or paused team active again, or raise 409."""
+    team = _lock_team(team_id)
+    if team.status not in (Team.Status.SUSPENDED, Team.Status.PAUSED):
+        raise Conflict(
+            f"Team {team.id} is {team.status}; only a suspended or paused team "
+            "can be resumed.",
+            code="invalid_status",
+        )
+
+    team.status = Team.Status.ACTIVE
+    team.save(update_fields=["status", "updated_at"])
+    logger.info("Resumed team %s", team.id)
+    return team

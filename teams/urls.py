@@ -1,1 +1,55 @@
-urlpatterns: list = []
+from django.urls import path
+
+from teams import views
+
+# Each create route comes before the detail route that would match it, and
+# the name "create" is reserved for that reason.
+urlpatterns = [
+    path(
+        "api/organizations/create",
+        views.OrganizationCreateView.as_view(),
+        name="admin-organization-create",
+    ),
+    path(
+        "api/organizations",
+        views.OrganizationListView.as_view(),
+        name="admin-organization-list",
+    ),
+    path(
+        "api/organizations/<str:organization_id>",
+        views.OrganizationDetailView.as_view(),
+        name="admin-organization-detail",
+    ),
+    path("api/teams/create", views.TeamCreateView.as_view(), name="admin-team-create"),
+    path("api/teams", views.TeamListView.as_view(), name="admin-team-list"),
+    path(
+        "api/teams/<str:team_id>",
+        views.TeamDetailView.as_view(),
+        name="admin-team-detail",
+    ),
+    path(
+        "api/teams/<str:team_id>/suspend",
+        views.TeamSuspendView.as_view(),
+        name="admin-team-suspend",
+    ),
+    path(
+        "api/teams/<str:team_id>/resume",
+        views.TeamResumeView.as_view(),
+        name="admin-team-resume",
+    ),
+    path(
+        "api/teams/<str:team_id>/keys",
+        views.TeamKeyCreateView.as_view(),
+        name="admin-team-keys",
+    ),
+    path(
+        "api/teams/<str:team_id>/access-groups",
+        views.TeamAccessGroupsView.as_view(),
+        name="admin-team-access-groups",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/add",
+        views.CreditAddView.as_view(),
+        name="admin-credit-add",
+    ),
+]

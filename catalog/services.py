@@ -1,0 +1,269 @@
+"""Writes to model aliases, access groups and provider credentials.
+
+Each function runs in one transaction. Unique-constraint violations become
+409 ``already_exists`` here, so a race between two identical requests gives
+one success and one conflict instead of a server error.
+"""
+
+import logging
+from collections.abc import Iterable
+
+from django.db import IntegrityError, transaction
+
+from catalog.crypto import encrypt_secret
+from catalog.models import AccessGroup, ModelAlias, ProviderCredential
+from saasllm.errors import Conflict
+from teams.models import Organization
+
+logger = logging.getLogger(__name__)
+
+MODEL_ALIAS_FIELDS = frozenset(
+    {
+        "display_name",
+        "provider",
+        "provider_model",
+        "description",
+        "input_price_per_million",
+        "output_price_per_million",
+        "status",
+    }
+)
+ACCESS_GROUP_FIELDS = frozenset({"display_name", "description", "status"})
+CREDENTIAL_FIELDS = frozenset(
+    {"name", "api_base", "api_version", "is_active", "updated_by"}
+)
+
+
+def _check_fields(fields: dict, allowed: frozenset, function: str) -> None:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"{function} cannot change {sorted(unknown)}.")
+
+
+def _update_fields(instance, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    instance.save(update_fields=[*fields, "updated_at"])
+
+
+@transaction.atomic
+def create_model_alias(
+    *,
+    alias: str,
+    provider: str,
+    provider_model: str,
+    display_name: str = "",
+    description: str = "",
+    input_price_per_million=None,
+    output_price_per_million=None,
+    status: str = ModelAlias.Status.ACTIVE,
+    access_groups: Iterable[AccessGroup] = (),
+) -> ModelAlias:
+    """Create an alias and add it to the given access groups.
+
+    A price of None means the gateway prices calls from litellm's cost map.
+    """
+    try:
+        model_alias = ModelAlias.objects.create(
+            alias=alias,
+            display_name=display_name,
+            provider=provider,
+            provider_model=provider_model,
+            description=description,
+            input_price_per_million=input_price_per_million,
+            output_price_per_million=output_price_per_million,
+            status=status,
+        )
+    except IntegrityError:
+        raise Conflict(
+            f"Model alias {alias} already exists.", code="already_exists"
+        ) from None
+
+    model_alias.access_groups.set(access_groups)
+    logger.info("Created model alias %s", alias)
+    return model_alias
+
+
+@transaction.atomic
+def update_model_alias(
+    *,
+    model_alias: ModelAlias,
+    fields: dict,
+    access_groups: Iterable[AccessGroup] | None = None,
+) -> ModelAlias:
+    """Change an alias and, unless None, replace the groups that contain it."""
+    _check_fields(fields, MODEL_ALIAS_FIELDS, "update_model_alias")
+
+    _update_fields(model_alias, fields)
+    if access_groups is not None:
+        model_alias.access_groups.set(access_groups)
+    logger.info("Updated model alias %s: %s", model_alias.alias, sorted(fields))
+    return model_alias
+
+
+@transaction.atomic
+def delete_model_alias(*, model_alias: ModelAlias) -> None:
+    """Delete an alias and its group memberships.
+
+    Past calls keep the alias name as text, so their history stays intact.
+    """
+    model_alias.delete()
+    logger.info("Deleted model alias %s", model_alias.alias)
+
+
+@transaction.atomic
+def create_access_group(
+    *,
+    name: str,
+    display_name: str = "",
+    description: str = "",
+    aliases: Iterable[ModelAlias] = (),
+) -> AccessGroup:
+    try:
+        group = AccessGroup.objects.create(
+            name=name, display_name=display_name, description=description
+        )
+    except IntegrityError:
+        raise Conflict(
+            f"Access group {name} already exists.", code="already_exists"
+        ) from None
+
+    group.aliases.set(aliases)
+    logger.info("Created access group %s", name)
+    return group
+
+
+@transaction.atomic
+def update_access_group(*, group: AccessGroup, fields: dict) -> AccessGroup:
+    _check_fields(fields, ACCESS_GROUP_FIELDS, "update_access_group")
+
+    _update_fields(group, fields)
+    logger.info("Updated access group %s: %s", group.name, sorted(fields))
+    return group
+
+
+@transaction.atomic
+def set_access_group_aliases(
+    *, group: AccessGroup, aliases: Iterable[ModelAlias]
+) -> AccessGroup:
+    """Replace the aliases of a group."""
+    group.aliases.set(aliases)
+    _update_fields(group, {})
+    logger.info("Replaced the aliases of access group %s", group.name)
+    return group
+
+
+@transaction.atomic
+def delete_access_group(*, group: AccessGroup) -> None:
+    """Delete a group, or raise 409 naming the teams that still use it.
+
+    The group's row lock makes a concurrent delete of the same group wait.
+    """
+    group = AccessGroup.objects.select_for_update().get(pk=group.pk)
+    team_ids = list(group.teams.order_by("id").values_list("id", flat=True))
+    if team_ids:
+        raise Conflict(
+            f"Access group {group.name} is assigned to teams {', '.join(team_ids)}. "
+            "Remove it from those teams first.",
+            code="in_use",
+        )
+
+    group.delete()
+    logger.info("Deleted access group %s", group.name)
+
+
+def _active_credential_conflict(organization_id: str, provider: str) -> Conflict:
+    return Conflict(
+        f"Organization {organization_id} already has an active {provider} "
+        "credential. Deactivate it first.",
+        code="already_exists",
+    )
+
+
+@transaction.atomic
+def create_provider_credential(
+    *,
+    organization: Organization,
+    provider: str,
+    api_key: str,
+    name: str,
+    api_base: str = "",
+    api_version: str = "",
+    created_by: str = "",
+) -> ProviderCredential:
+    """Store an organization's provider key, encrypted, as its active credential.
+
+    Raises 409 when the organization already has an active credential for
+    the provider.
+    """
+    # The partial unique constraint credential_one_active_per_provider is the
+    # only unique constraint besides the random primary key, so any
+    # IntegrityError here is a second active credential.
+    try:
+        credential = ProviderCredential.objects.create(
+            organization=organization,
+            provider=provider,
+            name=name,
+            encrypted_api_key=encrypt_secret(api_key),
+            api_base=api_base,
+            api_version=api_version,
+            created_by=created_by,
+            updated_by=created_by,
+        )
+    except IntegrityError:
+        raise _active_credential_conflict(organization.id, provider) from None
+
+    logger.info(
+        "Created %s credential %s for organization %s",
+        provider,
+        credential.id,
+        organization.id,
+    )
+    return credential
+
+
+@transaction.atomic
+def update_provider_credential(
+    *, credential: ProviderCredential, fields: dict, api_key: str | None = None
+) -> ProviderCredential:
+    """Change a credential; a new ``api_key`` is encrypted before it is stored.
+
+    Raises 409 when activating it would give its organization two active
+    credentials for one provider.
+    """
+    _check_fields(fields, CREDENTIAL_FIELDS, "update_provider_credential")
+    if api_key is not None:
+        fields = {**fields, "encrypted_api_key": encrypt_secret(api_key)}
+
+    try:
+        with transaction.atomic():
+            _update_fields(credential, fields)
+    except IntegrityError:
+        raise _active_credential_conflict(
+            credential.organization_id, credential.provider
+        ) from None
+
+    # Log field names only: the key itself must never reach a log.
+    logger.info(
+        "Updated credential %s: %s",
+        credential.id,
+        sorted(name for name in fields if name != "encrypted_api_key")
+        + (["api_key"] if api_key is not None else []),
+    )
+    return credential
+
+
+def set_provider_credential_active(
+    *, credential: ProviderCredential, is_active: bool, updated_by: str = ""
+) -> ProviderCredential:
+    """Activate or deactivate a credential, or raise 409 on a second active one."""
+    return update_provider_credential(
+        credential=credential,
+        fields={"is_active": is_active, "updated_by": updated_by},
+    )
+
+
+@transaction.atomic
+def delete_provider_credential(*, credential: ProviderCredential) -> None:
+    credential.delete()
+    logger.info("Deleted credential %s", credential.id)
