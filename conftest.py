@@ -10,14 +10,6 @@ import socket
 
 import pytest
 
-# Secrets for the test process. They are not the development defaults, so the
-# production checks in settings stay active.
-os.environ.setdefault("SECRET_KEY", "test-secret-key-0123456789abcdefghijklmnop")
-os.environ.setdefault("MASTER_KEY", "sk-admin-test-master-key-0123456789")
-os.environ.setdefault("ENCRYPTION_KEY", "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0wMDA=")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
-os.environ.setdefault("DEBUG", "false")
-
 MASTER_KEY = os.environ["MASTER_KEY"]
 
 _real_connect = socket.socket.connect
@@ -156,6 +148,16 @@ def make_team(organization, team_id, access_groups=(), credits=10, **fields):
 def team(organization, access_group, credential):
     """A team of Acme with 10 credits and access to ``chat-fast``."""
     return make_team(organization, "acme-research", [access_group])
+
+
+@pytest.fixture
+def team_factory(organization, access_group, credential):
+    """Build more Acme teams: ``team_factory("id", credits=0, budget_mode=...)``."""
+
+    def build(team_id, credits=10, **fields):
+        return make_team(organization, team_id, [access_group], credits, **fields)
+
+    return build
 
 
 @pytest.fixture

@@ -97,6 +97,8 @@ class LLMCall(models.Model):
     finish_reason = models.CharField(max_length=50, blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
+    # The provider's own error text, for operators only; never sent to teams.
+    error_detail = models.TextField(blank=True)
     request_data = models.JSONField(null=True, blank=True)
     response_data = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,6 +8,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -155,6 +156,9 @@ def error_response(exc: ApiError) -> JsonResponse:
 
 
 def page_not_found(request, exception=None):
+    # The admin is a set of HTML pages; it keeps Django's HTML 404 page.
+    if request.path.startswith("/admin/"):
+        return defaults.page_not_found(request, exception)
     return error_response(NotFound("No such endpoint or resource."))
 
 

@@ -248,6 +248,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "OrganizationStatusEnum": "teams.models.Organization.Status",
+        "TeamStatusEnum": "teams.models.Team.Status",
+        "ModelAliasStatusEnum": "catalog.models.ModelAlias.Status",
+        "AccessGroupStatusEnum": "catalog.models.AccessGroup.Status",
+        "JobClosingStatusEnum": ["completed", "failed", "cancelled"],
+    },
 }
 
 # Provider calls.

@@ -1,0 +1,146 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs.models import Job
+
+MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+RESPONSE_FORMAT_TYPES = {"text", "json_object", "json_schema"}
+# Optional OpenAI parameters passed to the provider when, and only when, the
+# caller sends them.
+PROVIDER_PARAMETERS = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+)
+
+
+class LowercaseChoiceField(serializers.ChoiceField):
+    """A choice field that accepts its values in any letter case."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = data.lower()
+        return super().to_internal_value(data)
+
+
+class CreateJobSerializer(serializers.Serializer):
+    team_id = serializers.CharField(required=False, max_length=100)
+    job_type = serializers.CharField(max_length=100)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    metadata = serializers.DictField(required=False)
+
+
+class MetadataSerializer(serializers.Serializer):
+    metadata = serializers.DictField()
+
+
+class CompleteJobSerializer(serializers.Serializer):
+    status = LowercaseChoiceField(
+        choices=[choice.value for choice in Job.CLOSED_STATUSES]
+    )
+    metadata = serializers.DictField(required=False)
+    error_message = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000
+    )
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=sorted(MESSAGE_ROLES))
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Each message must be an object.")
+        super().to_internal_value(data)
+        content = data.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise serializers.ValidationError(
+                {"content": "Content must be a string, a list of parts or null."}
+            )
+        return data
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+        ]
+    }
+)
+class StopField(serializers.Field):
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return data
+        if (
+            isinstance(data, list)
+            and 0 < len(data) <= 4
+            and all(isinstance(item, str) for item in data)
+        ):
+            return data
+        raise serializers.ValidationError("Send a string or a list of up to 4 strings.")
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(OpenApiTypes.ANY)
+class AnyJSONField(serializers.Field):
+    def to_internal_value(self, data):
+        if not isinstance(data, str | dict):
+            raise serializers.ValidationError("Send a string or an object.")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class LLMCallSerializer(serializers.Serializer):
+    model = serializers.CharField(required=False, max_length=100)
+    model_group = serializers.CharField(
+        required=False, max_length=100, help_text="Synonym of `model`."
+    )
+    messages = MessageSerializer(many=True, allow_empty=False, max_length=1000)
+    purpose = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    max_tokens = serializers.IntegerField(required=False, min_value=1)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    stop = StopField(required=False)
+    frequency_penalty = serializers.FloatField(
+        required=False, min_value=-2, max_value=2
+    )
+    presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    response_format = serializers.DictField(required=False)
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, max_length=128
+    )
+    tool_choice = AnyJSONField(required=False)
+    call_metadata = serializers.DictField(required=False)
+
+    def validate_response_format(self, value):
+        if value.get("type") not in RESPONSE_FORMAT_TYPES:
+            raise serializers.ValidationError(
+                "type must be one of: " + ", ".join(sorted(RESPONSE_FORMAT_TYPES)) + "."
+            )
+        return value
+
+    def validate(self, attrs):
+        model = attrs.get("model") or attrs.get("model_group")
+        if not model:
+            raise serializers.ValidationError({"model": "This field is required."})
+        attrs["model"] = model
+        return attrs
+
+    def provider_params(self) -> dict:
+        """Return the optional provider parameters present in the request."""
+        return {
+            name: self.validated_data[name]
+            for name in PROVIDER_PARAMETERS
+            if name in self.validated_data
+        }

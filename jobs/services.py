@@ -1,0 +1,300 @@
+"""Job lifecycle: create, record calls, complete and charge.
+
+The call path splits its database work into two short steps around the
+provider call (``prepare_call`` before, ``record_call`` after) and gives the
+connection back in between, so no connection or transaction stays open
+during the provider call.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+
+from django.db import connection, transaction
+from django.db.models import Avg, Count, Q, Sum
+from django.utils import timezone
+
+from catalog.models import ModelAlias
+from catalog.pricing import Prices, client_cost, prices_for_alias, provider_cost
+from catalog.providers import ChatResult, ProviderError, ProviderTarget
+from catalog.resolution import provider_target, resolve_alias
+from jobs.models import Job, LLMCall
+from saasllm.authentication import authenticate_key
+from saasllm.errors import Conflict, NotFound
+from teams.models import Team, VirtualKey
+from teams.services import place_hold, settle_job
+
+logger = logging.getLogger(__name__)
+
+# Credits held by an open job until it settles.
+JOB_HOLD_CREDITS = 1
+MIN_JOB_CHARGE = 1
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back before a slow await.
+
+    Outside a transaction the connection returns to the pool (or closes); a
+    test's wrapping transaction keeps it.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def get_job_for_team(*, team: Team, job_id, lock: bool = False) -> Job:
+    """Return the team's job, or 404 for a malformed id or another team's job."""
+    try:
+        job_uuid = uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound("Job not found.", code="job_not_found") from None
+    queryset = Job.objects.select_for_update() if lock else Job.objects
+    job = queryset.filter(pk=job_uuid, team=team).first()
+    if job is None:
+        raise NotFound("Job not found.", code="job_not_found")
+    return job
+
+
+@transaction.atomic
+def create_job(
+    *, team: Team, job_type: str, user_id: str = "", metadata: dict | None = None
+) -> Job:
+    """Open a job and hold one credit for it, or raise 402."""
+    place_hold(team_id=team.id, credits=JOB_HOLD_CREDITS)
+    job = Job.objects.create(
+        team=team,
+        organization_id=team.organization_id,
+        job_type=job_type,
+        user_id=user_id,
+        metadata=metadata or {},
+        credits_held=JOB_HOLD_CREDITS,
+    )
+    logger.info("Created job %s for team %s", job.id, team.id)
+    return job
+
+
+@transaction.atomic
+def merge_job_metadata(*, team: Team, job_id, metadata: dict) -> Job:
+    """Shallow-merge ``metadata`` into the job's metadata."""
+    job = get_job_for_team(team=team, job_id=job_id, lock=True)
+    job.metadata = {**(job.metadata or {}), **metadata}
+    job.save(update_fields=["metadata"])
+    return job
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """State of one call between its two database steps."""
+
+    key: VirtualKey
+    job: Job
+    alias: ModelAlias
+    target: ProviderTarget
+    prices: Prices
+
+    @property
+    def team(self) -> Team:
+        return self.key.team
+
+
+def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallContext:
+    """Authenticate, load the open job and resolve the alias, then release the connection."""
+    try:
+        key = authenticate_key(authorization)
+        job = get_job_for_team(team=key.team, job_id=job_id)
+        if not job.is_open:
+            raise Conflict(
+                f"The job is {job.status}; calls are accepted only on open jobs.",
+                code="job_closed",
+            )
+        alias = resolve_alias(team=key.team, alias_name=alias_name)
+        target = provider_target(team=key.team, alias=alias)
+        return CallContext(
+            key=key, job=job, alias=alias, target=target, prices=prices_for_alias(alias)
+        )
+    finally:
+        release_connection()
+
+
+def _call_costs(context: CallContext, prompt_tokens: int, completion_tokens: int):
+    base = provider_cost(context.prices, prompt_tokens, completion_tokens)
+    return base, client_cost(base, context.team.markup_percent)
+
+
+def record_call(
+    *,
+    context: CallContext,
+    purpose: str,
+    latency_ms: int,
+    result: ChatResult | None = None,
+    error: ProviderError | None = None,
+    call_metadata: dict | None = None,
+    request_data: dict | None = None,
+) -> LLMCall:
+    """Store a finished call, successful or failed, and start the job if pending."""
+    prompt_tokens = result.prompt_tokens if result else 0
+    completion_tokens = result.completion_tokens if result else 0
+    base_cost, team_cost = _call_costs(context, prompt_tokens, completion_tokens)
+    call = LLMCall(
+        job_id=context.job.id,
+        team_id=context.team.id,
+        organization_id=context.team.organization_id,
+        alias=context.alias.alias,
+        provider=context.alias.provider,
+        provider_model=context.alias.provider_model,
+        purpose=purpose,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+        input_price_per_million=context.prices.input_per_million,
+        output_price_per_million=context.prices.output_per_million,
+        provider_cost_usd=base_cost,
+        client_cost_usd=team_cost,
+        latency_ms=latency_ms,
+        finish_reason=(result.finish_reason or "") if result else "",
+        request_data=request_data,
+    )
+    if result is not None and request_data is not None:
+        call.response_data = {
+            "content": result.content,
+            "finish_reason": result.finish_reason,
+            "tool_calls": result.tool_calls,
+        }
+    if error is not None:
+        call.error_code = error.code
+        call.error_message = error.message
+        call.error_detail = (getattr(error, "operator_detail", "") or "")[:2000]
+
+    try:
+        with transaction.atomic():
+            call.save(force_insert=True)
+            _start_job(context.job, call_metadata if error is None else None)
+    finally:
+        release_connection()
+    return call
+
+
+def _start_job(job: Job, call_metadata: dict | None) -> None:
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, status=Job.Status.PENDING).update(
+        status=Job.Status.IN_PROGRESS, started_at=now
+    )
+    if call_metadata:
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        locked.metadata = {**(locked.metadata or {}), **call_metadata}
+        locked.save(update_fields=["metadata"])
+
+
+def job_totals(job: Job) -> dict:
+    """Aggregate a job's calls in one query."""
+    succeeded = Q(error_code="")
+    totals = LLMCall.objects.filter(job=job).aggregate(
+        total_calls=Count("id"),
+        successful_calls=Count("id", filter=succeeded),
+        total_tokens=Sum("total_tokens", filter=succeeded),
+        prompt_tokens=Sum("prompt_tokens", filter=succeeded),
+        completion_tokens=Sum("completion_tokens", filter=succeeded),
+        total_cost_usd=Sum("client_cost_usd"),
+        provider_cost_usd=Sum("provider_cost_usd"),
+        avg_latency_ms=Avg("latency_ms"),
+    )
+    totals["failed_calls"] = totals["total_calls"] - totals["successful_calls"]
+    for name in ("total_tokens", "prompt_tokens", "completion_tokens"):
+        totals[name] = totals[name] or 0
+    for name in ("total_cost_usd", "provider_cost_usd"):
+        totals[name] = Decimal(totals[name] or 0)
+    totals["avg_latency_ms"] = round(totals["avg_latency_ms"] or 0)
+    return totals
+
+
+def credits_for_job(*, team: Team, status: str, totals: dict) -> int:
+    """Return the credits a job costs when it closes with ``status``.
+
+    Failed and cancelled jobs cost nothing, and so does a completed job
+    without one successful call: the team received no output.
+    """
+    if status != Job.Status.COMPLETED or totals["successful_calls"] == 0:
+        return 0
+    if team.budget_mode == Team.BudgetMode.CONSUMPTION_USD:
+        raw = totals["total_cost_usd"] * team.credits_per_dollar
+    elif team.budget_mode == Team.BudgetMode.CONSUMPTION_TOKENS:
+        raw = Decimal(totals["total_tokens"]) / Decimal(team.tokens_per_credit)
+    else:
+        return MIN_JOB_CHARGE
+    return max(MIN_JOB_CHARGE, int(raw.to_integral_value(rounding=ROUND_FLOOR)))
+
+
+@dataclass(frozen=True)
+class Completion:
+    job: Job
+    totals: dict
+    credits_remaining: int
+
+
+def complete_job(
+    *,
+    team: Team,
+    job_id,
+    status: str,
+    metadata: dict | None = None,
+    error_message: str = "",
+) -> Completion:
+    """Close a job and settle its hold and charge exactly once.
+
+    The job's row lock serializes racing completes: the first one settles,
+    later ones with the same status return the same result, and a different
+    status on a closed job raises 409.
+    """
+    with transaction.atomic():
+        job = get_job_for_team(team=team, job_id=job_id, lock=True)
+        if not job.is_open:
+            if job.status != status:
+                raise Conflict(
+                    f"The job is already {job.status}; it cannot become {status}.",
+                    code="job_already_closed",
+                )
+        else:
+            _close_job(
+                job, status=status, metadata=metadata, error_message=error_message
+            )
+        totals = job_totals(job)
+        remaining = Team.objects.values_list("credits_allocated", "credits_used").get(
+            pk=team.pk
+        )
+    return Completion(
+        job=job, totals=totals, credits_remaining=remaining[0] - remaining[1]
+    )
+
+
+def _close_job(
+    job: Job, *, status: str, metadata: dict | None, error_message: str
+) -> None:
+    team = Team.objects.get(pk=job.team_id)
+    totals = job_totals(job)
+    credits = credits_for_job(team=team, status=status, totals=totals)
+    settle_job(
+        job=job,
+        credits=credits,
+        reason=f"Job {job.id} ({job.job_type}) {status}, {team.budget_mode}",
+    )
+    job.status = status
+    job.completed_at = timezone.now()
+    job.credit_applied = credits > 0
+    job.credits_charged = credits
+    job.credits_held = 0
+    if metadata:
+        job.metadata = {**(job.metadata or {}), **metadata}
+    if error_message:
+        job.error_message = error_message
+    job.save(
+        update_fields=[
+            "status",
+            "completed_at",
+            "credit_applied",
+            "credits_charged",
+            "credits_held",
+            "metadata",
+            "error_message",
+        ]
+    )
+    logger.info("Closed job %s as %s, charged %s credits", job.id, status, credits)

@@ -1,0 +1,152 @@
+"""Team-facing job API, authenticated by a virtual key."""
+
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.providers import ProviderError, complete_chat
+from jobs import presenters, services
+from jobs.serializers import (
+    CompleteJobSerializer,
+    CreateJobSerializer,
+    LLMCallSerializer,
+    MetadataSerializer,
+)
+from saasllm.authentication import IsTeam, VirtualKeyAuthentication
+from saasllm.errors import Forbidden
+from saasllm.views import AsyncAPIView
+
+
+def validated(serializer_class, data, **kwargs):
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer
+
+
+class TeamAPIView(APIView):
+    authentication_classes = [VirtualKeyAuthentication]
+    permission_classes = [IsTeam]
+
+
+@extend_schema(tags=["jobs"])
+class CreateJobView(TeamAPIView):
+    @extend_schema(request=CreateJobSerializer, responses={201: OpenApiResponse()})
+    def post(self, request):
+        data = validated(CreateJobSerializer, request.data).validated_data
+        team = request.user
+        if data.get("team_id", team.id) != team.id:
+            raise Forbidden(
+                "team_id does not match the API key's team.", code="team_mismatch"
+            )
+
+        job = services.create_job(
+            team=team,
+            job_type=data["job_type"],
+            user_id=data.get("user_id", ""),
+            metadata=data.get("metadata"),
+        )
+        return Response(presenters.created_job(job), status=201)
+
+
+@extend_schema(tags=["jobs"])
+class JobView(TeamAPIView):
+    @extend_schema(responses={200: OpenApiResponse()})
+    def get(self, request, job_id):
+        job = services.get_job_for_team(team=request.user, job_id=job_id)
+        return Response(presenters.job(job))
+
+
+@extend_schema(tags=["jobs"])
+class JobMetadataView(TeamAPIView):
+    @extend_schema(request=MetadataSerializer, responses={200: OpenApiResponse()})
+    def patch(self, request, job_id):
+        data = validated(MetadataSerializer, request.data).validated_data
+        job = services.merge_job_metadata(
+            team=request.user, job_id=job_id, metadata=data["metadata"]
+        )
+        return Response(presenters.job_metadata(job))
+
+
+@extend_schema(tags=["jobs"])
+class CompleteJobView(TeamAPIView):
+    @extend_schema(request=CompleteJobSerializer, responses={200: OpenApiResponse()})
+    def post(self, request, job_id):
+        data = validated(CompleteJobSerializer, request.data).validated_data
+        completion = services.complete_job(
+            team=request.user,
+            job_id=job_id,
+            status=data["status"],
+            metadata=data.get("metadata"),
+            error_message=data.get("error_message", ""),
+        )
+        return Response(presenters.completion(completion))
+
+
+@extend_schema(tags=["jobs"])
+class JobCostsView(TeamAPIView):
+    @extend_schema(responses={200: OpenApiResponse()})
+    def get(self, request, job_id):
+        job = services.get_job_for_team(team=request.user, job_id=job_id)
+        return Response(presenters.job_costs(job))
+
+
+@extend_schema(tags=["jobs"])
+class LLMCallView(AsyncAPIView):
+    """Make one LLM call inside an open job.
+
+    Runs on the event loop: one database step before the provider call and
+    one after it, with the connection released in between.
+    """
+
+    @extend_schema(
+        request=LLMCallSerializer,
+        responses={200: OpenApiResponse()},
+        auth=[{"VirtualKey": []}],
+    )
+    async def post(self, request, job_id):
+        serializer = validated(LLMCallSerializer, request.data)
+        data = serializer.validated_data
+        context = await sync_to_async(services.prepare_call)(
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+            job_id=job_id,
+            alias_name=data["model"],
+        )
+        request_data = (
+            {"messages": data["messages"], **serializer.provider_params()}
+            if settings.STORE_CALL_BODIES
+            else None
+        )
+
+        started = time.monotonic()
+        try:
+            result = await complete_chat(
+                context.target, data["messages"], serializer.provider_params()
+            )
+        except ProviderError as error:
+            await sync_to_async(services.record_call)(
+                context=context,
+                purpose=data.get("purpose", ""),
+                latency_ms=_elapsed_ms(started),
+                error=error,
+                request_data=request_data,
+            )
+            raise
+        latency_ms = _elapsed_ms(started)
+
+        call = await sync_to_async(services.record_call)(
+            context=context,
+            purpose=data.get("purpose", ""),
+            latency_ms=latency_ms,
+            result=result,
+            call_metadata=data.get("call_metadata"),
+            request_data=request_data,
+        )
+        return Response(presenters.call_response(call, result))
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
