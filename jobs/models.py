@@ -35,6 +35,12 @@ class Job(models.Model):
     credits_held = models.BigIntegerField(default=0)
     credit_applied = models.BooleanField(default=False)
     credits_charged = models.BigIntegerField(default=0)
+    # Call admission: calls admitted so far, calls waiting on a provider, and
+    # the credits the job's successful calls have accrued (consumption modes,
+    # unrounded). Changed only by jobs.services under the job's row lock.
+    call_count = models.PositiveIntegerField(default=0)
+    calls_in_flight = models.PositiveIntegerField(default=0)
+    accrued_credits = models.DecimalField(max_digits=20, decimal_places=10, default=0)
 
     class Meta:
         ordering = ["-created_at"]

@@ -9,7 +9,7 @@ during the provider call.
 import logging
 import uuid
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.db import connection, transaction
 from django.db.models import Avg, Count, Q, Sum
@@ -21,9 +21,9 @@ from catalog.providers import ChatResult, ProviderError, ProviderTarget
 from catalog.resolution import provider_target, resolve_alias
 from jobs.models import Job, LLMCall
 from saasllm.authentication import authenticate_key
-from saasllm.errors import Conflict, NotFound
+from saasllm.errors import Conflict, InsufficientCredits, NotFound
 from teams.models import Team, VirtualKey
-from teams.services import place_hold, settle_job
+from teams.services import grow_hold, place_hold, settle_job
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +102,60 @@ def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallC
     try:
         key = authenticate_key(authorization)
         job = get_job_for_team(team=key.team, job_id=job_id)
-        if not job.is_open:
-            raise Conflict(
-                f"The job is {job.status}; calls are accepted only on open jobs.",
-                code="job_closed",
-            )
         alias = resolve_alias(team=key.team, alias_name=alias_name)
         target = provider_target(team=key.team, alias=alias)
+        admit_call(team=key.team, job_id=job.id)
         return CallContext(
             key=key, job=job, alias=alias, target=target, prices=prices_for_alias(alias)
         )
     finally:
         release_connection()
+
+
+def _ceil_credits(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+
+@transaction.atomic
+def admit_call(*, team: Team, job_id) -> None:
+    """Count one more call of an open job in flight, or raise 409 or 402.
+
+    In consumption modes every call in flight needs one credit of headroom in
+    the job's hold on top of what the job has accrued; the hold grows from
+    the team's available balance, and a team that cannot cover it gets 402
+    before anything reaches the provider. A call that costs more than that
+    credit can overdraw the team by its excess, and no more.
+    """
+    job = Job.objects.select_for_update().get(pk=job_id)
+    if not job.is_open:
+        raise Conflict(
+            f"The job is {job.status}; calls are accepted only on open jobs.",
+            code="job_closed",
+        )
+    if job.call_count >= team.max_calls_per_job:
+        raise Conflict(
+            f"The job has reached its limit of {team.max_calls_per_job} calls. "
+            "Complete it and start a new job.",
+            code="call_limit_reached",
+        )
+
+    update_fields = ["call_count", "calls_in_flight"]
+    if team.budget_mode != Team.BudgetMode.JOB_BASED:
+        needed = _ceil_credits(job.accrued_credits) + job.calls_in_flight + 1
+        if needed > job.credits_held:
+            growth = needed - job.credits_held
+            try:
+                place_hold(team_id=team.id, credits=growth)
+            except InsufficientCredits:
+                raise InsufficientCredits(
+                    "The team's available credits cannot cover another call in "
+                    "this job. Complete the job or ask an administrator for credits."
+                ) from None
+            job.credits_held += growth
+            update_fields.append("credits_held")
+    job.call_count += 1
+    job.calls_in_flight += 1
+    job.save(update_fields=update_fields)
 
 
 def _call_costs(context: CallContext, prompt_tokens: int, completion_tokens: int):
@@ -168,21 +210,60 @@ def record_call(
     try:
         with transaction.atomic():
             call.save(force_insert=True)
-            _start_job(context.job, call_metadata if error is None else None)
+            _finish_call(
+                context,
+                accrued=call_credits(team=context.team, call=call)
+                if error is None
+                else 0,
+                call_metadata=call_metadata if error is None else None,
+            )
     finally:
         release_connection()
     return call
 
 
-def _start_job(job: Job, call_metadata: dict | None) -> None:
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=Job.Status.PENDING).update(
-        status=Job.Status.IN_PROGRESS, started_at=now
-    )
+def call_credits(*, team: Team, call: LLMCall) -> Decimal:
+    """Return the unrounded credits a successful call adds to its job's charge."""
+    if team.budget_mode == Team.BudgetMode.CONSUMPTION_USD:
+        return call.client_cost_usd * team.credits_per_dollar
+    if team.budget_mode == Team.BudgetMode.CONSUMPTION_TOKENS:
+        return Decimal(call.total_tokens) / Decimal(team.tokens_per_credit)
+    return Decimal(0)
+
+
+def _finish_call(context: CallContext, *, accrued: Decimal, call_metadata: dict | None):
+    """Take a finished call out of flight, accrue its credits, start the job."""
+    job = Job.objects.select_for_update().get(pk=context.job.id)
+    job.calls_in_flight = max(job.calls_in_flight - 1, 0)
+    job.accrued_credits += accrued
+    update_fields = ["calls_in_flight", "accrued_credits"]
+    if job.status == Job.Status.PENDING:
+        job.status = Job.Status.IN_PROGRESS
+        job.started_at = timezone.now()
+        update_fields += ["status", "started_at"]
     if call_metadata:
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        locked.metadata = {**(locked.metadata or {}), **call_metadata}
-        locked.save(update_fields=["metadata"])
+        job.metadata = {**(job.metadata or {}), **call_metadata}
+        update_fields.append("metadata")
+    if job.is_open and context.team.budget_mode != Team.BudgetMode.JOB_BASED:
+        # The call's cost is already incurred, so the hold grows even past
+        # the team's available balance: this is the bounded overdraw.
+        shortfall = (
+            _ceil_credits(job.accrued_credits) + job.calls_in_flight - job.credits_held
+        )
+        if shortfall > 0:
+            grow_hold(team_id=context.team.id, credits=shortfall)
+            job.credits_held += shortfall
+            update_fields.append("credits_held")
+    job.save(update_fields=update_fields)
+
+
+def abandon_call(*, context: CallContext) -> None:
+    """Take a call that ended without a result (cancelled, crashed) out of flight."""
+    try:
+        with transaction.atomic():
+            _finish_call(context, accrued=Decimal(0), call_metadata=None)
+    finally:
+        release_connection()
 
 
 def job_totals(job: Job) -> dict:

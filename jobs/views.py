@@ -1,5 +1,6 @@
 """Team-facing job API, authenticated by a virtual key."""
 
+import asyncio
 import time
 
 from asgiref.sync import sync_to_async
@@ -134,6 +135,11 @@ class LLMCallView(AsyncAPIView):
                 error=error,
                 request_data=request_data,
             )
+            raise
+        except BaseException:
+            # A cancelled request (client gone) or a bug: the call must not
+            # stay counted in flight. Shielded so cancellation cannot skip it.
+            await asyncio.shield(sync_to_async(services.abandon_call)(context=context))
             raise
         latency_ms = _elapsed_ms(started)
 

@@ -257,6 +257,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Jobs left open longer than this are closed as failed by `expire_jobs`.
+JOB_TTL_HOURS = env_float("JOB_TTL_HOURS", 24.0, minimum=0.01)
+
 # Provider calls.
 PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 60.0, minimum=0.1)
 # Request and response bodies of calls hold end users' text; keep them only

@@ -19,6 +19,10 @@ urlpatterns = [
     ),
     path("health", health.health, name="health"),
     path("healthz", health.health, name="healthz"),
+    # Reports come first: their /api/jobs/teams/... paths would otherwise be
+    # read as job ids by the job API's patterns.
+    path("", include("jobs.report_urls")),
+    path("", include("teams.billing_urls")),
     path("", include("jobs.urls")),
     path("", include("teams.urls")),
     path("", include("catalog.urls")),

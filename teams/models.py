@@ -45,6 +45,11 @@ class Team(models.Model):
         SUSPENDED = "suspended"
         PAUSED = "paused"
 
+    class RefillPeriod(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+
     class BudgetMode(models.TextChoices):
         JOB_BASED = "job_based"
         CONSUMPTION_USD = "consumption_usd"
@@ -71,6 +76,13 @@ class Team(models.Model):
     )
     tokens_per_credit = models.PositiveIntegerField(default=10000)
     markup_percent = models.DecimalField(max_digits=7, decimal_places=2, default=0)
+    max_calls_per_job = models.PositiveIntegerField(default=500)
+    auto_refill_enabled = models.BooleanField(default=False)
+    refill_amount = models.PositiveIntegerField(null=True, blank=True)
+    refill_period = models.CharField(
+        max_length=10, choices=RefillPeriod, blank=True, default=""
+    )
+    last_refill_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -178,6 +190,12 @@ class CreditTransaction(models.Model):
     balance_after = models.BigIntegerField()
     reason = models.CharField(max_length=500, blank=True)
     actor = models.CharField(max_length=150, blank=True)
+    payment_amount_usd = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    # Identifies the refill period ("monthly:2026-12") of an automatic
+    # refill; unique per team, so a period is refilled at most once.
+    refill_period_key = models.CharField(max_length=30, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -197,6 +215,16 @@ class CreditTransaction(models.Model):
                 fields=["job"],
                 condition=Q(type="deduction"),
                 name="credittx_one_deduction_per_job",
+            ),
+            models.UniqueConstraint(
+                fields=["job"],
+                condition=Q(type="refund"),
+                name="credittx_one_refund_per_job",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "refill_period_key"],
+                condition=~Q(refill_period_key=""),
+                name="credittx_one_refill_per_period",
             ),
         ]
 

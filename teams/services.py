@@ -163,6 +163,15 @@ def place_hold(*, team_id: str, credits: int = 1) -> None:
         raise InsufficientCredits()
 
 
+def grow_hold(*, team_id: str, credits: int) -> None:
+    """Grow a team's held credits without checking its balance.
+
+    Only for costs already incurred: the team may end up holding more than
+    it has, which the next settlement turns into a negative balance.
+    """
+    Team.objects.filter(pk=team_id).update(credits_held=F("credits_held") + credits)
+
+
 def settle_job(*, job, credits: int, reason: str = "") -> CreditTransaction | None:
     """Release the job's hold and charge it ``credits``, in the caller's transaction.
 
