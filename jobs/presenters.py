@@ -48,9 +48,6 @@ def job_metadata(job: Job) -> dict:
 
 def completion(completion: Completion) -> dict:
     job, totals = completion.job, completion.totals
-    calls = job.calls.order_by("created_at").only(
-        "id", "purpose", "alias", "total_tokens", "latency_ms", "error_message"
-    )
     return {
         "job_id": str(job.id),
         "status": job.status,
@@ -75,7 +72,7 @@ def completion(completion: Completion) -> dict:
                 "latency_ms": call.latency_ms,
                 "error": call.error_message or None,
             }
-            for call in calls
+            for call in completion.calls
         ],
     }
 
@@ -142,3 +139,18 @@ def call_response(call: LLMCall, result: ChatResult) -> dict:
             "total_tokens": call.total_tokens,
         },
     }
+
+
+def single_call_response(call: LLMCall, result: ChatResult, done: Completion) -> dict:
+    """Build the create-and-call result: the call result plus the closed job."""
+    body = call_response(call, result)
+    summary = completion(done)
+    body.update(
+        {
+            "job_id": summary["job_id"],
+            "status": summary["status"],
+            "completed_at": summary["completed_at"],
+            "costs": summary["costs"],
+        }
+    )
+    return body

@@ -144,3 +144,11 @@ class LLMCallSerializer(serializers.Serializer):
             for name in PROVIDER_PARAMETERS
             if name in self.validated_data
         }
+
+
+class CreateAndCallSerializer(LLMCallSerializer):
+    team_id = serializers.CharField(required=False, max_length=100)
+    job_type = serializers.CharField(max_length=100)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    job_metadata = serializers.DictField(required=False)
+    call_metadata = None

@@ -21,7 +21,7 @@ from catalog.providers import ChatResult, ProviderError, ProviderTarget
 from catalog.resolution import provider_target, resolve_alias
 from jobs.models import Job, LLMCall
 from saasllm.authentication import authenticate_key
-from saasllm.errors import Conflict, InsufficientCredits, NotFound
+from saasllm.errors import Conflict, Forbidden, InsufficientCredits, NotFound
 from teams.models import Team, VirtualKey
 from teams.services import grow_hold, place_hold, settle_job
 
@@ -110,6 +110,66 @@ def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallC
         )
     finally:
         release_connection()
+
+
+@dataclass(frozen=True)
+class NewJobRequest:
+    job_type: str
+    team_id: str | None = None
+    user_id: str = ""
+    metadata: dict | None = None
+
+
+def prepare_single_call(
+    *, authorization: str | None, new_job: NewJobRequest, alias_name: str
+) -> CallContext:
+    """Authenticate, resolve the alias, then open a job and admit its one call.
+
+    Nothing is created when the key, the team id or the alias is rejected.
+    """
+    try:
+        key = authenticate_key(authorization)
+        check_team_id(team=key.team, team_id=new_job.team_id)
+        alias = resolve_alias(team=key.team, alias_name=alias_name)
+        target = provider_target(team=key.team, alias=alias)
+        with transaction.atomic():
+            job = create_job(
+                team=key.team,
+                job_type=new_job.job_type,
+                user_id=new_job.user_id,
+                metadata=new_job.metadata,
+            )
+            admit_call(team=key.team, job_id=job.id)
+        return CallContext(
+            key=key, job=job, alias=alias, target=target, prices=prices_for_alias(alias)
+        )
+    finally:
+        release_connection()
+
+
+def check_team_id(*, team: Team, team_id: str | None) -> None:
+    """Reject a request body that names a team other than the key's."""
+    if team_id is not None and team_id != team.id:
+        raise Forbidden(
+            "team_id does not match the API key's team.", code="team_mismatch"
+        )
+
+
+def finish_single_call(
+    *, context: CallContext, error: ProviderError | None = None, **call_fields
+) -> tuple[LLMCall, "Completion"]:
+    """Record the single call and close its job: completed on success, else failed."""
+    call = record_call(context=context, error=error, **call_fields)
+    try:
+        completion = complete_job(
+            team=context.team,
+            job_id=context.job.id,
+            status=Job.Status.FAILED if error else Job.Status.COMPLETED,
+            error_message=error.message if error else "",
+        )
+    finally:
+        release_connection()
+    return call, completion
 
 
 def _ceil_credits(value: Decimal) -> int:
@@ -310,6 +370,7 @@ class Completion:
     job: Job
     totals: dict
     credits_remaining: int
+    calls: list[LLMCall]
 
 
 def complete_job(
@@ -334,6 +395,12 @@ def complete_job(
                     f"The job is already {job.status}; it cannot become {status}.",
                     code="job_already_closed",
                 )
+        elif status == Job.Status.COMPLETED and job.calls_in_flight:
+            raise Conflict(
+                f"The job has {job.calls_in_flight} calls in flight. Complete it "
+                "after they return, or close it as failed or cancelled.",
+                code="calls_in_flight",
+            )
         else:
             _close_job(
                 job, status=status, metadata=metadata, error_message=error_message
@@ -342,8 +409,16 @@ def complete_job(
         remaining = Team.objects.values_list("credits_allocated", "credits_used").get(
             pk=team.pk
         )
+        calls = list(
+            job.calls.order_by("created_at").only(
+                "id", "purpose", "alias", "total_tokens", "latency_ms", "error_message"
+            )
+        )
     return Completion(
-        job=job, totals=totals, credits_remaining=remaining[0] - remaining[1]
+        job=job,
+        totals=totals,
+        credits_remaining=remaining[0] - remaining[1],
+        calls=calls,
     )
 
 

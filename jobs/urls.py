@@ -4,6 +4,11 @@ from jobs import views
 
 urlpatterns = [
     path("api/jobs/create", views.CreateJobView.as_view(), name="job-create"),
+    path(
+        "api/jobs/create-and-call",
+        views.CreateAndCallView.as_view(),
+        name="job-create-and-call",
+    ),
     path("api/jobs/<str:job_id>", views.JobView.as_view(), name="job-detail"),
     path(
         "api/jobs/<str:job_id>/metadata",

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -9,16 +10,16 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.providers import ProviderError, complete_chat
+from catalog.providers import ChatResult, ProviderError, complete_chat
 from jobs import presenters, services
 from jobs.serializers import (
     CompleteJobSerializer,
+    CreateAndCallSerializer,
     CreateJobSerializer,
     LLMCallSerializer,
     MetadataSerializer,
 )
 from saasllm.authentication import IsTeam, VirtualKeyAuthentication
-from saasllm.errors import Forbidden
 from saasllm.views import AsyncAPIView
 
 
@@ -39,10 +40,7 @@ class CreateJobView(TeamAPIView):
     def post(self, request):
         data = validated(CreateJobSerializer, request.data).validated_data
         team = request.user
-        if data.get("team_id", team.id) != team.id:
-            raise Forbidden(
-                "team_id does not match the API key's team.", code="team_mismatch"
-            )
+        services.check_team_id(team=team, team_id=data.get("team_id"))
 
         job = services.create_job(
             team=team,
@@ -95,6 +93,53 @@ class JobCostsView(TeamAPIView):
         return Response(presenters.job_costs(job))
 
 
+@dataclass
+class ProviderOutcome:
+    """The result or the provider error of one call, with its latency."""
+
+    latency_ms: int
+    result: ChatResult | None = None
+    error: ProviderError | None = None
+
+    def record_fields(self, data: dict, serializer: LLMCallSerializer) -> dict:
+        return {
+            "purpose": data.get("purpose", ""),
+            "latency_ms": self.latency_ms,
+            "result": self.result,
+            "error": self.error,
+            "request_data": (
+                {"messages": data["messages"], **serializer.provider_params()}
+                if settings.STORE_CALL_BODIES
+                else None
+            ),
+        }
+
+
+async def call_provider(
+    context: services.CallContext, serializer: LLMCallSerializer
+) -> ProviderOutcome:
+    """Await the provider; a call that ends any other way is taken out of flight."""
+    started = time.monotonic()
+    try:
+        result = await complete_chat(
+            context.target,
+            serializer.validated_data["messages"],
+            serializer.provider_params(),
+        )
+    except ProviderError as error:
+        return ProviderOutcome(latency_ms=_elapsed_ms(started), error=error)
+    except BaseException:
+        # A cancelled request (client gone) or a bug must not leave the call
+        # counted in flight. Shielded so that cancellation cannot skip it.
+        await asyncio.shield(sync_to_async(services.abandon_call)(context=context))
+        raise
+    return ProviderOutcome(latency_ms=_elapsed_ms(started), result=result)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
 @extend_schema(tags=["jobs"])
 class LLMCallView(AsyncAPIView):
     """Make one LLM call inside an open job.
@@ -116,43 +161,49 @@ class LLMCallView(AsyncAPIView):
             job_id=job_id,
             alias_name=data["model"],
         )
-        request_data = (
-            {"messages": data["messages"], **serializer.provider_params()}
-            if settings.STORE_CALL_BODIES
-            else None
-        )
 
-        started = time.monotonic()
-        try:
-            result = await complete_chat(
-                context.target, data["messages"], serializer.provider_params()
-            )
-        except ProviderError as error:
-            await sync_to_async(services.record_call)(
-                context=context,
-                purpose=data.get("purpose", ""),
-                latency_ms=_elapsed_ms(started),
-                error=error,
-                request_data=request_data,
-            )
-            raise
-        except BaseException:
-            # A cancelled request (client gone) or a bug: the call must not
-            # stay counted in flight. Shielded so cancellation cannot skip it.
-            await asyncio.shield(sync_to_async(services.abandon_call)(context=context))
-            raise
-        latency_ms = _elapsed_ms(started)
+        outcome = await call_provider(context, serializer)
 
         call = await sync_to_async(services.record_call)(
             context=context,
-            purpose=data.get("purpose", ""),
-            latency_ms=latency_ms,
-            result=result,
             call_metadata=data.get("call_metadata"),
-            request_data=request_data,
+            **outcome.record_fields(data, serializer),
         )
-        return Response(presenters.call_response(call, result))
+        if outcome.error:
+            raise outcome.error
+        return Response(presenters.call_response(call, outcome.result))
 
 
-def _elapsed_ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
+@extend_schema(tags=["jobs"])
+class CreateAndCallView(AsyncAPIView):
+    """Create a job, make its one call, and complete and charge it in one request."""
+
+    @extend_schema(
+        request=CreateAndCallSerializer,
+        responses={200: OpenApiResponse()},
+        auth=[{"VirtualKey": []}],
+    )
+    async def post(self, request):
+        serializer = validated(CreateAndCallSerializer, request.data)
+        data = serializer.validated_data
+        context = await sync_to_async(services.prepare_single_call)(
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+            new_job=services.NewJobRequest(
+                job_type=data["job_type"],
+                team_id=data.get("team_id"),
+                user_id=data.get("user_id", ""),
+                metadata=data.get("job_metadata"),
+            ),
+            alias_name=data["model"],
+        )
+
+        outcome = await call_provider(context, serializer)
+
+        call, completion = await sync_to_async(services.finish_single_call)(
+            context=context, **outcome.record_fields(data, serializer)
+        )
+        if outcome.error:
+            raise outcome.error
+        return Response(
+            presenters.single_call_response(call, outcome.result, completion)
+        )

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 
-from jobs.models import Job
+from jobs.models import Job, LLMCall
 from jobs.tests.conftest import post_json
 from teams.models import CreditTransaction, Team
 
@@ -74,3 +74,92 @@ def test_racing_job_creation_never_exceeds_credits(team):
     assert statuses.count(201) == 10
     assert statuses.count(402) == 15
     assert Team.objects.get(pk=team.id).credits_held == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_racing_jobs_spend_exactly_ten_credits(team):
+    def run_job(_):
+        client = Client()
+        created = post_json(
+            client, "/api/jobs/create", {"job_type": "race"}, team.headers
+        )
+        if created.status_code != 201:
+            return created.status_code
+        job_id = created.json()["job_id"]
+        call = post_json(
+            client,
+            f"/api/jobs/{job_id}/llm-call",
+            {"model": "chat-fast", "messages": [{"role": "user", "content": "go"}]},
+            team.headers,
+        )
+        assert call.status_code == 200, call.content
+        done = post_json(
+            client,
+            f"/api/jobs/{job_id}/complete",
+            {"status": "completed"},
+            team.headers,
+        )
+        assert done.status_code == 200, done.content
+        return created.status_code
+
+    statuses = run_together(50, run_job)
+
+    assert statuses.count(201) == 10
+    assert statuses.count(402) == 40
+    team_row = Team.objects.get(pk=team.id)
+    assert team_row.credits_remaining == 0
+    assert team_row.credits_held == 0
+    assert Job.objects.filter(team_id=team.id, status="completed").count() == 10
+    assert (
+        CreditTransaction.objects.filter(team_id=team.id, type="deduction").count()
+        == 10
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_usd_calls_overdraw_at_most_one_call(team_factory):
+    # About 0.4 credits per call: many jobs race their calls against 5 credits.
+    paying = team_factory(
+        "usd-race", credits=5, budget_mode="consumption_usd", credits_per_dollar=100000
+    )
+
+    def run_job(_):
+        client = Client()
+        created = post_json(
+            client, "/api/jobs/create", {"job_type": "race"}, paying.headers
+        )
+        if created.status_code != 201:
+            return
+        job_id = created.json()["job_id"]
+        for _ in range(6):
+            call = post_json(
+                client,
+                f"/api/jobs/{job_id}/llm-call",
+                {
+                    "model": "chat-fast",
+                    "messages": [{"role": "user", "content": "go on"}],
+                },
+                paying.headers,
+            )
+            if call.status_code == 402:
+                break
+            assert call.status_code == 200, call.content
+        post_json(
+            client,
+            f"/api/jobs/{job_id}/complete",
+            {"status": "completed"},
+            paying.headers,
+        )
+
+    run_together(12, run_job)
+
+    team_row = Team.objects.get(pk=paying.id)
+    calls = LLMCall.objects.filter(team_id=paying.id)
+    max_call_credits = max(call.client_cost_usd * 100000 for call in calls)
+    overdraw = max(0, -team_row.credits_remaining)
+    print(
+        f"worst overdraw: {overdraw} credits; one call costs up to {max_call_credits:.4f}"
+    )
+    assert overdraw <= max_call_credits
+    assert team_row.credits_held == 0
+    assert not Job.objects.filter(team_id=paying.id, calls_in_flight__gt=0).exists()
