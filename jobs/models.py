@@ -45,6 +45,7 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            models.Index(fields=["-created_at"], name="job_created_idx"),
             models.Index(fields=["team", "-created_at"], name="job_team_created_idx"),
             models.Index(
                 fields=["team", "status", "-created_at"], name="job_team_status_idx"
@@ -112,6 +113,7 @@ class LLMCall(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [
+            models.Index(fields=["-created_at"], name="llmcall_created_idx"),
             models.Index(fields=["job", "created_at"], name="llmcall_job_created_idx"),
             models.Index(
                 fields=["team", "-created_at"], name="llmcall_team_created_idx"

@@ -201,6 +201,7 @@ class CreditTransaction(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            models.Index(fields=["-created_at"], name="credittx_created_idx"),
             models.Index(
                 fields=["team", "-created_at"], name="credittx_team_created_idx"
             ),
