@@ -77,6 +77,10 @@ class Team(models.Model):
     tokens_per_credit = models.PositiveIntegerField(default=10000)
     markup_percent = models.DecimalField(max_digits=7, decimal_places=2, default=0)
     max_calls_per_job = models.PositiveIntegerField(default=500)
+    # Rate limits; empty means unlimited.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent_calls = models.PositiveIntegerField(null=True, blank=True)
     auto_refill_enabled = models.BooleanField(default=False)
     refill_amount = models.PositiveIntegerField(null=True, blank=True)
     refill_period = models.CharField(
