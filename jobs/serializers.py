@@ -152,3 +152,142 @@ class CreateAndCallSerializer(LLMCallSerializer):
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
     job_metadata = serializers.DictField(required=False)
     call_metadata = None
+
+
+# Response shapes, for the OpenAPI schema. Views build the bodies in
+# jobs.presenters; these classes describe them.
+
+
+class CreatedJobResponse(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class JobResponse(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    team_id = serializers.CharField()
+    organization_id = serializers.CharField()
+    user_id = serializers.CharField(allow_null=True)
+    job_type = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    metadata = serializers.DictField()
+    error_message = serializers.CharField(allow_null=True)
+    credit_applied = serializers.BooleanField()
+    credits_charged = serializers.IntegerField()
+    model_groups_used = serializers.ListField(child=serializers.CharField())
+
+
+class JobMetadataResponse(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    metadata = serializers.DictField()
+
+
+class JobCostsSummary(serializers.Serializer):
+    total_calls = serializers.IntegerField()
+    successful_calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    total_cost_usd = serializers.DecimalField(max_digits=20, decimal_places=8)
+    avg_latency_ms = serializers.IntegerField()
+    credit_applied = serializers.BooleanField()
+    credits_charged = serializers.IntegerField()
+    credits_remaining = serializers.IntegerField()
+
+
+class CompletedCall(serializers.Serializer):
+    call_id = serializers.UUIDField()
+    purpose = serializers.CharField(allow_null=True)
+    model_group = serializers.CharField()
+    tokens = serializers.IntegerField()
+    latency_ms = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+
+
+class CompletionResponse(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    status = serializers.CharField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    costs = JobCostsSummary()
+    calls = CompletedCall(many=True)
+
+
+class CostBreakdownRow(serializers.Serializer):
+    call_id = serializers.UUIDField()
+    model = serializers.CharField()
+    purpose = serializers.CharField(allow_null=True)
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=20, decimal_places=8)
+    latency_ms = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class JobCosts(serializers.Serializer):
+    total_cost_usd = serializers.DecimalField(max_digits=20, decimal_places=8)
+    total_tokens = serializers.IntegerField()
+    credits_charged = serializers.IntegerField()
+    breakdown = CostBreakdownRow(many=True)
+
+
+class JobCostsResponse(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    team_id = serializers.CharField()
+    job_type = serializers.CharField()
+    status = serializers.CharField()
+    costs = JobCosts()
+
+
+class CallReply(serializers.Serializer):
+    content = serializers.CharField(allow_null=True)
+    finish_reason = serializers.CharField(allow_null=True)
+    tool_calls = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class CallMetadata(serializers.Serializer):
+    tokens_used = serializers.IntegerField()
+    latency_ms = serializers.IntegerField()
+    model = serializers.CharField()
+    model_group = serializers.CharField()
+
+
+class Usage(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class Choice(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = serializers.DictField()
+    finish_reason = serializers.CharField(allow_null=True)
+
+
+class CallResponse(serializers.Serializer):
+    call_id = serializers.UUIDField()
+    response = CallReply()
+    metadata = CallMetadata()
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    choices = Choice(many=True)
+    usage = Usage()
+
+
+class SingleCallResponse(CallResponse):
+    job_id = serializers.UUIDField()
+    status = serializers.CharField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    costs = JobCostsSummary()
+
+
+class ErrorResponse(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.DictField(required=False)

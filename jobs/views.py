@@ -6,21 +6,35 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.providers import ChatResult, ProviderError, complete_chat
 from jobs import presenters, services
 from jobs.serializers import (
+    CallResponse,
     CompleteJobSerializer,
+    CompletionResponse,
     CreateAndCallSerializer,
+    CreatedJobResponse,
     CreateJobSerializer,
+    ErrorResponse,
+    JobCostsResponse,
+    JobMetadataResponse,
+    JobResponse,
     LLMCallSerializer,
     MetadataSerializer,
+    SingleCallResponse,
 )
 from saasllm.authentication import IsTeam, VirtualKeyAuthentication
 from saasllm.views import AsyncAPIView
+
+# Error statuses every team endpoint can return, in the one error shape.
+ERRORS = {
+    status_code: ErrorResponse
+    for status_code in (400, 401, 402, 403, 404, 409, 422, 429, 502, 503, 504)
+}
 
 
 def validated(serializer_class, data, **kwargs):
@@ -36,7 +50,9 @@ class TeamAPIView(APIView):
 
 @extend_schema(tags=["jobs"])
 class CreateJobView(TeamAPIView):
-    @extend_schema(request=CreateJobSerializer, responses={201: OpenApiResponse()})
+    @extend_schema(
+        request=CreateJobSerializer, responses={201: CreatedJobResponse, **ERRORS}
+    )
     def post(self, request):
         data = validated(CreateJobSerializer, request.data).validated_data
         team = request.user
@@ -53,7 +69,7 @@ class CreateJobView(TeamAPIView):
 
 @extend_schema(tags=["jobs"])
 class JobView(TeamAPIView):
-    @extend_schema(responses={200: OpenApiResponse()})
+    @extend_schema(responses={200: JobResponse, **ERRORS})
     def get(self, request, job_id):
         job = services.get_job_for_team(team=request.user, job_id=job_id)
         return Response(presenters.job(job))
@@ -61,7 +77,9 @@ class JobView(TeamAPIView):
 
 @extend_schema(tags=["jobs"])
 class JobMetadataView(TeamAPIView):
-    @extend_schema(request=MetadataSerializer, responses={200: OpenApiResponse()})
+    @extend_schema(
+        request=MetadataSerializer, responses={200: JobMetadataResponse, **ERRORS}
+    )
     def patch(self, request, job_id):
         data = validated(MetadataSerializer, request.data).validated_data
         job = services.merge_job_metadata(
@@ -72,7 +90,9 @@ class JobMetadataView(TeamAPIView):
 
 @extend_schema(tags=["jobs"])
 class CompleteJobView(TeamAPIView):
-    @extend_schema(request=CompleteJobSerializer, responses={200: OpenApiResponse()})
+    @extend_schema(
+        request=CompleteJobSerializer, responses={200: CompletionResponse, **ERRORS}
+    )
     def post(self, request, job_id):
         data = validated(CompleteJobSerializer, request.data).validated_data
         completion = services.complete_job(
@@ -87,7 +107,7 @@ class CompleteJobView(TeamAPIView):
 
 @extend_schema(tags=["jobs"])
 class JobCostsView(TeamAPIView):
-    @extend_schema(responses={200: OpenApiResponse()})
+    @extend_schema(responses={200: JobCostsResponse, **ERRORS})
     def get(self, request, job_id):
         job = services.get_job_for_team(team=request.user, job_id=job_id)
         return Response(presenters.job_costs(job))
@@ -150,7 +170,7 @@ class LLMCallView(AsyncAPIView):
 
     @extend_schema(
         request=LLMCallSerializer,
-        responses={200: OpenApiResponse()},
+        responses={200: CallResponse, **ERRORS},
         auth=[{"VirtualKey": []}],
     )
     async def post(self, request, job_id):
@@ -180,7 +200,7 @@ class CreateAndCallView(AsyncAPIView):
 
     @extend_schema(
         request=CreateAndCallSerializer,
-        responses={200: OpenApiResponse()},
+        responses={200: SingleCallResponse, **ERRORS},
         auth=[{"VirtualKey": []}],
     )
     async def post(self, request):
