@@ -1,4 +1,4 @@
-"""Request and response shapes of the admin API for organizations and teams.
+"""Request and response shapes of the admin API for organizations, teams and credits.
 
 The fields at the top (case-insensitive choices, strict integers, name lists)
 are shared with the catalog's admin serializers.
@@ -24,6 +24,8 @@ from teams.models import (
 # no sequence of realistic grants can overflow a team's balance.
 MAX_CREDITS_PER_GRANT = 10**12
 MAX_TOKENS_PER_CREDIT = 2_147_483_647  # PositiveIntegerField's limit.
+MAX_REFILL_AMOUNT = 2_147_483_647  # PositiveIntegerField's limit.
+MAX_MARKUP_PERCENT = Decimal(1000)
 
 # A create route shares its path prefix with the detail route, so an object
 # named "create" could be created but never read back.
@@ -55,6 +57,15 @@ class StrictIntegerField(serializers.IntegerField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID that must be a JSON string, because DRF reads an integer as a UUID."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
         return super().to_internal_value(data)
 
 
@@ -271,6 +282,37 @@ class IssuedKeySerializer(NewKeyMixin, serializers.Serializer):
 TEAM_NAME_FIELD_OPTIONS = {"max_length": 200, "required": False, "allow_blank": True}
 
 
+def credits_per_dollar_field(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        validators=[validate_positive],
+        help_text="Credits charged per USD of cost in consumption_usd mode.",
+        **kwargs,
+    )
+
+
+def tokens_per_credit_field(**kwargs) -> StrictIntegerField:
+    return StrictIntegerField(
+        min_value=1,
+        max_value=MAX_TOKENS_PER_CREDIT,
+        help_text="Tokens per credit in consumption_tokens mode.",
+        **kwargs,
+    )
+
+
+def markup_percent_field(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=7,
+        decimal_places=2,
+        min_value=Decimal(0),
+        max_value=MAX_MARKUP_PERCENT,
+        help_text="Percent added to the provider cost before it becomes credits, "
+        "from 0 to 1000.",
+        **kwargs,
+    )
+
+
 class TeamSettingsSerializer(serializers.Serializer):
     """Team settings shared by creation and update."""
 
@@ -280,19 +322,8 @@ class TeamSettingsSerializer(serializers.Serializer):
     budget_mode = CaseInsensitiveChoiceField(
         choices=Team.BudgetMode.choices, required=False
     )
-    credits_per_dollar = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=4,
-        required=False,
-        validators=[validate_positive],
-        help_text="Credits charged per USD of cost in consumption_usd mode.",
-    )
-    tokens_per_credit = StrictIntegerField(
-        min_value=1,
-        max_value=MAX_TOKENS_PER_CREDIT,
-        required=False,
-        help_text="Tokens per credit in consumption_tokens mode.",
-    )
+    credits_per_dollar = credits_per_dollar_field(required=False)
+    tokens_per_credit = tokens_per_credit_field(required=False)
 
     def validate(self, attrs):
         team_alias = attrs.pop("team_alias", None)
@@ -332,13 +363,7 @@ class TeamUpdateSerializer(UnchangedFieldsMixin, TeamSettingsSerializer):
     team_alias = serializers.CharField(max_length=200, required=False)
     name = serializers.CharField(max_length=200, required=False)
     access_groups = access_group_list_field(required=False)
-    markup_percent = serializers.DecimalField(
-        max_digits=7,
-        decimal_places=2,
-        min_value=Decimal(0),
-        required=False,
-        help_text="Percent added to the provider cost before it becomes credits.",
-    )
+    markup_percent = markup_percent_field(required=False)
 
     forbidden_fields = {
         name: BALANCE_FIELD_MESSAGE
@@ -405,8 +430,11 @@ class CreditTransactionSerializer(serializers.ModelSerializer):
             "credits_amount",
             "credits_before",
             "credits_after",
+            "job_id",
             "reason",
             "actor",
+            "payment_amount_usd",
+            "refill_period_key",
             "created_at",
         ]
         read_only_fields = fields
@@ -417,3 +445,162 @@ class CreditAddResultSerializer(serializers.Serializer):
     credits_added = serializers.IntegerField(source="amount")
     credits_remaining = serializers.IntegerField(source="balance_after")
     transaction = CreditTransactionSerializer(source="*")
+
+
+def optional_reason_field() -> serializers.CharField:
+    return serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
+
+
+class CreditChangeResultSerializer(serializers.Serializer):
+    """A ledger row as the result of a credit operation, balances as remaining."""
+
+    team_id = serializers.CharField()
+    credits_before = serializers.IntegerField(source="balance_before")
+    credits_after = serializers.IntegerField(source="balance_after")
+    transaction = CreditTransactionSerializer(source="*")
+
+
+class ReplenishSerializer(serializers.Serializer):
+    credits = StrictIntegerField(min_value=1, max_value=MAX_CREDITS_PER_GRANT)
+    payment_type = CaseInsensitiveChoiceField(choices=["subscription", "one_time"])
+    payment_amount_usd = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal(0),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Amount paid in USD, for the record; it does not change the credits.",
+    )
+    reason = optional_reason_field()
+
+
+class ReplenishResultSerializer(CreditChangeResultSerializer):
+    credits_added = serializers.IntegerField(source="amount")
+    payment_type = serializers.SerializerMethodField()
+    payment_amount_usd = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+    def get_payment_type(self, entry: CreditTransaction) -> str:
+        if entry.type == CreditTransaction.Type.SUBSCRIPTION_PAYMENT:
+            return "subscription"
+        return "one_time"
+
+
+class RefundSerializer(serializers.Serializer):
+    job_id = StrictUUIDField()
+    reason = optional_reason_field()
+
+
+class RefundResultSerializer(CreditChangeResultSerializer):
+    job_id = serializers.UUIDField()
+    credits_refunded = serializers.IntegerField(source="amount")
+
+
+class AdjustSerializer(serializers.Serializer):
+    credits = StrictIntegerField(
+        min_value=-MAX_CREDITS_PER_GRANT,
+        max_value=MAX_CREDITS_PER_GRANT,
+        help_text="Signed number of credits to add (positive) or remove (negative).",
+    )
+    reason = serializers.CharField(max_length=500)
+    allow_negative = serializers.BooleanField(
+        default=False,
+        help_text="Allow a negative adjustment to leave the team with fewer than "
+        "zero available credits.",
+    )
+
+    def validate_credits(self, value: int) -> int:
+        if value == 0:
+            raise serializers.ValidationError("Must not be zero.")
+        return value
+
+
+class AdjustResultSerializer(CreditChangeResultSerializer):
+    credits_adjusted = serializers.IntegerField(source="amount")
+
+
+class BudgetModeSerializer(serializers.Serializer):
+    budget_mode = CaseInsensitiveChoiceField(choices=Team.BudgetMode.choices)
+    credits_per_dollar = credits_per_dollar_field(required=False)
+    tokens_per_credit = tokens_per_credit_field(required=False)
+
+
+class ConversionRatesUpdateSerializer(serializers.Serializer):
+    credits_per_dollar = credits_per_dollar_field(required=False)
+    tokens_per_credit = tokens_per_credit_field(required=False)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                "Send credits_per_dollar, tokens_per_credit or both."
+            )
+        return attrs
+
+
+class ConversionRatesSerializer(serializers.ModelSerializer):
+    team_id = serializers.CharField(source="id")
+    using_defaults = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Team
+        fields = [
+            "team_id",
+            "budget_mode",
+            "credits_per_dollar",
+            "tokens_per_credit",
+            "using_defaults",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(child=serializers.BooleanField()))
+    def get_using_defaults(self, team: Team) -> dict[str, bool]:
+        """Report, per rate, whether it equals the default of a new team."""
+        return {
+            name: getattr(team, name) == Team._meta.get_field(name).default
+            for name in ("tokens_per_credit", "credits_per_dollar")
+        }
+
+
+class AutoRefillSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    refill_amount = StrictIntegerField(
+        min_value=1,
+        max_value=MAX_REFILL_AMOUNT,
+        required=False,
+        help_text="Credits added once per period.",
+    )
+    refill_period = CaseInsensitiveChoiceField(
+        choices=Team.RefillPeriod.choices,
+        required=False,
+        help_text="UTC period of the refill: a date, an ISO week or a month.",
+    )
+
+
+class AutoRefillResultSerializer(serializers.ModelSerializer):
+    team_id = serializers.CharField(source="id")
+
+    class Meta:
+        model = Team
+        fields = [
+            "team_id",
+            "auto_refill_enabled",
+            "refill_amount",
+            "refill_period",
+            "last_refill_at",
+        ]
+        read_only_fields = fields
+
+
+class MarkupSerializer(serializers.Serializer):
+    markup_percent = markup_percent_field()
+
+
+class MarkupResultSerializer(serializers.ModelSerializer):
+    team_id = serializers.CharField(source="id")
+
+    class Meta:
+        model = Team
+        fields = ["team_id", "markup_percent"]
+        read_only_fields = fields

@@ -8,13 +8,23 @@ the team has.
 """
 
 import logging
+import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 
-from django.db import transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 
-from saasllm.errors import ApiError, Conflict, InsufficientCredits, NotFound
+from jobs.models import Job
+from saasllm.errors import (
+    ApiError,
+    Conflict,
+    InsufficientCredits,
+    NotFound,
+    ValidationFailed,
+)
 from teams.keys import generate_key
 from teams.models import (
     CREDITS_AVAILABLE,
@@ -109,6 +119,8 @@ def _write_ledger(
     job=None,
     reason: str = "",
     actor: str = "",
+    payment_amount_usd: Decimal | None = None,
+    refill_period_key: str = "",
 ) -> CreditTransaction:
     """Record a change of the remaining balance of a locked, not yet updated team."""
     before = team.credits_remaining
@@ -121,6 +133,8 @@ def _write_ledger(
         balance_after=before + amount,
         reason=reason[:500],
         actor=actor[:150],
+        payment_amount_usd=payment_amount_usd,
+        refill_period_key=refill_period_key,
     )
 
 
@@ -274,3 +288,320 @@ def resume_team(*, team_id: str) -> Team:
     team.save(update_fields=["status", "updated_at"])
     logger.info("Resumed team %s", team.id)
     return team
+
+
+# Credit operations of administrators. Each locks the team, writes one ledger
+# row and changes the balance with F() in the same transaction.
+
+PAYMENT_TYPES = {
+    "subscription": CreditTransaction.Type.SUBSCRIPTION_PAYMENT,
+    "one_time": CreditTransaction.Type.ONE_TIME_PAYMENT,
+}
+PAYMENT_REASONS = {
+    "subscription": "Subscription payment",
+    "one_time": "One-time payment",
+}
+
+
+def _require_positive(credits: int) -> None:
+    if credits <= 0:
+        raise ApiError(
+            "The number of credits must be a positive integer.", code="invalid_amount"
+        )
+
+
+@transaction.atomic
+def replenish_credits(
+    *,
+    team_id: str,
+    credits: int,
+    payment_type: str,
+    payment_amount_usd: Decimal | None = None,
+    reason: str = "",
+    actor: str = "",
+) -> CreditTransaction:
+    """Add paid credits to a team's allocation and record the payment.
+
+    ``payment_type`` is "subscription" or "one_time"; a subscription payment
+    also sets the team's ``last_refill_at``.
+    """
+    _require_positive(credits)
+    if payment_type not in PAYMENT_TYPES:
+        raise ApiError(
+            f"Unknown payment type '{payment_type}'; use subscription or one_time.",
+            code="invalid_payment_type",
+        )
+
+    if not reason:
+        reason = PAYMENT_REASONS[payment_type]
+        if payment_amount_usd is not None:
+            reason += f" of {payment_amount_usd} USD"
+
+    team = _lock_team(team_id)
+    entry = _write_ledger(
+        team=team,
+        type=PAYMENT_TYPES[payment_type],
+        amount=credits,
+        reason=reason,
+        actor=actor,
+        payment_amount_usd=payment_amount_usd,
+    )
+    changes = {"credits_allocated": F("credits_allocated") + credits}
+    if payment_type == "subscription":
+        changes["last_refill_at"] = entry.created_at
+    Team.objects.filter(pk=team.pk).update(**changes)
+
+    logger.info(
+        "Replenished team %s with %s credits (%s)", team.id, credits, entry.type
+    )
+    return entry
+
+
+def _already_refunded(job: Job) -> Conflict:
+    return Conflict(f"Job {job.id} has already been refunded.", code="already_refunded")
+
+
+@transaction.atomic
+def refund_job(
+    *, team_id: str, job_id: uuid.UUID, reason: str = "", actor: str = ""
+) -> CreditTransaction:
+    """Give a team back what one of its jobs was charged, at most once per job.
+
+    Locks the job and then the team, in the same order as complete_job, so a
+    refund and the job's settlement cannot deadlock each other. Raises 404 ``job_not_found``
+    for another team's job, 409 ``nothing_to_refund`` for a job that was not
+    charged, and 409 ``already_refunded`` for a second refund.
+    """
+    job = Job.objects.select_for_update().filter(pk=job_id, team_id=team_id).first()
+    if job is None:
+        raise NotFound("Job not found.", code="job_not_found")
+    if CreditTransaction.objects.filter(
+        job=job, type=CreditTransaction.Type.REFUND
+    ).exists():
+        raise _already_refunded(job)
+    if job.credits_charged <= 0:
+        raise Conflict(
+            f"Job {job.id} ({job.status}) was charged no credits, so there is "
+            "nothing to refund.",
+            code="nothing_to_refund",
+        )
+
+    team = _lock_team(team_id)
+    try:
+        with transaction.atomic():
+            entry = _write_ledger(
+                team=team,
+                type=CreditTransaction.Type.REFUND,
+                amount=job.credits_charged,
+                job=job,
+                reason=reason or f"Refund of job {job.id} ({job.job_type})",
+                actor=actor,
+            )
+    except IntegrityError:
+        # The job lock already serializes refunds; the constraint allowing
+        # one refund row per job is the backstop should that ever change.
+        raise _already_refunded(job) from None
+    Team.objects.filter(pk=team.pk).update(
+        credits_used=F("credits_used") - job.credits_charged
+    )
+
+    logger.info("Refunded %s credits of job %s", job.credits_charged, job.id)
+    return entry
+
+
+@transaction.atomic
+def adjust_credits(
+    *,
+    team_id: str,
+    credits: int,
+    reason: str,
+    allow_negative: bool = False,
+    actor: str = "",
+) -> CreditTransaction:
+    """Correct a team's allocation by a signed number of credits.
+
+    A negative adjustment that would leave the team with fewer than zero
+    available credits (remaining minus the holds of open jobs) raises 409
+    ``insufficient_balance`` unless ``allow_negative`` is true.
+    """
+    if credits == 0:
+        raise ApiError("An adjustment must not be zero.", code="invalid_amount")
+    if not reason.strip():
+        raise ApiError("An adjustment needs a reason.", code="reason_required")
+
+    team = _lock_team(team_id)
+    available_after = team.credits_available + credits
+    if credits < 0 and available_after < 0 and not allow_negative:
+        raise Conflict(
+            f"Removing {-credits} credits would leave team {team.id} with "
+            f"{available_after} available credits ({team.credits_remaining} "
+            f"remaining, {team.credits_held} held by open jobs). Send "
+            '"allow_negative": true to allow a negative balance.',
+            code="insufficient_balance",
+        )
+    entry = _write_ledger(
+        team=team,
+        type=CreditTransaction.Type.ADJUSTMENT,
+        amount=credits,
+        reason=reason,
+        actor=actor,
+    )
+    Team.objects.filter(pk=team.pk).update(
+        credits_allocated=F("credits_allocated") + credits
+    )
+
+    logger.info("Adjusted team %s by %s credits", team.id, credits)
+    return entry
+
+
+# Automatic refills. A refill is an allocation row whose refill_period_key
+# names the period, and the unique constraint on (team, refill_period_key)
+# lets each period be refilled at most once, whatever runs concurrently.
+
+AUTO_REFILL_ACTOR = "auto-refill"
+
+
+@transaction.atomic
+def configure_auto_refill(
+    *,
+    team_id: str,
+    enabled: bool,
+    refill_amount: int | None = None,
+    refill_period: str | None = None,
+) -> Team:
+    """Turn a team's automatic refills on or off; omitted settings keep their values.
+
+    Enabling needs a refill amount of at least 1 and a period, given here or
+    stored earlier; otherwise raises 422 with the missing fields.
+    """
+    team = _lock_team(team_id)
+    if refill_amount is not None:
+        team.refill_amount = refill_amount
+    if refill_period is not None:
+        team.refill_period = refill_period
+    if enabled:
+        _check_refill_settings(team)
+
+    team.auto_refill_enabled = enabled
+    team.save(
+        update_fields=[
+            "auto_refill_enabled",
+            "refill_amount",
+            "refill_period",
+            "updated_at",
+        ]
+    )
+    logger.info("Set automatic refills of team %s to %s", team.id, enabled)
+    return team
+
+
+def _check_refill_settings(team: Team) -> None:
+    errors = {}
+    if not team.refill_amount:
+        errors["refill_amount"] = [
+            "Automatic refills need a refill amount of at least 1 credit."
+        ]
+    if team.refill_period not in Team.RefillPeriod.values:
+        errors["refill_period"] = [
+            "Automatic refills need a refill period: daily, weekly or monthly."
+        ]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def refill_period_key(period: str, now: datetime) -> str:
+    """Return the key of the UTC period containing ``now``, e.g. ``monthly:2026-12``.
+
+    Daily periods are UTC dates, weekly periods ISO weeks and monthly periods
+    calendar months.
+    """
+    moment = now.astimezone(UTC)
+    if period == Team.RefillPeriod.DAILY:
+        label = moment.date().isoformat()
+    elif period == Team.RefillPeriod.WEEKLY:
+        year, week, _ = moment.isocalendar()
+        label = f"{year}-W{week:02d}"
+    elif period == Team.RefillPeriod.MONTHLY:
+        label = f"{moment:%Y-%m}"
+    else:
+        raise ValueError(f"Unknown refill period '{period}'.")
+    return f"{period}:{label}"
+
+
+@dataclass
+class RefillSummary:
+    """Team ids by outcome of one refill run; ``failed`` maps ids to errors.
+
+    In a dry run ``refilled`` lists the teams that would be refilled.
+    """
+
+    dry_run: bool
+    refilled: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def perform_due_refills(*, now: datetime, dry_run: bool = False) -> RefillSummary:
+    """Refill each team with automatic refills once for the period containing ``now``.
+
+    Every team is refilled in its own transaction, so one failure does not
+    undo the others. A team already refilled in the period, by an earlier or
+    a concurrent run, is skipped.
+    """
+    summary = RefillSummary(dry_run=dry_run)
+    team_ids = list(
+        Team.objects.filter(auto_refill_enabled=True)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    for team_id in team_ids:
+        try:
+            refilled = _refill_team(team_id=team_id, now=now, dry_run=dry_run)
+        except IntegrityError:
+            # A concurrent run inserted this period's refill first.
+            refilled = False
+        except ValidationFailed as exc:
+            message = " ".join(
+                text for messages in exc.errors.values() for text in messages
+            )
+            logger.warning("Cannot refill team %s: %s", team_id, message)
+            summary.failed[team_id] = message
+            continue
+        except (ApiError, DatabaseError) as exc:
+            logger.exception("Automatic refill of team %s failed", team_id)
+            summary.failed[team_id] = str(exc)
+            continue
+        (summary.refilled if refilled else summary.skipped).append(team_id)
+    return summary
+
+
+def _refill_team(*, team_id: str, now: datetime, dry_run: bool) -> bool:
+    """Refill one team for the current period; return False if it was done before."""
+    with transaction.atomic():
+        team = _lock_team(team_id)
+        if not team.auto_refill_enabled:
+            return False
+        _check_refill_settings(team)
+        period_key = refill_period_key(team.refill_period, now)
+        done = CreditTransaction.objects.filter(
+            team=team, refill_period_key=period_key
+        ).exists()
+        if done:
+            return False
+        if dry_run:
+            return True
+
+        _write_ledger(
+            team=team,
+            type=CreditTransaction.Type.ALLOCATION,
+            amount=team.refill_amount,
+            reason=f"Automatic {team.refill_period} refill",
+            actor=AUTO_REFILL_ACTOR,
+            refill_period_key=period_key,
+        )
+        Team.objects.filter(pk=team.pk).update(
+            credits_allocated=F("credits_allocated") + team.refill_amount,
+            last_refill_at=now,
+        )
+    logger.info("Refilled team %s for %s", team_id, period_key)
+    return True

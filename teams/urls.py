@@ -48,8 +48,43 @@ urlpatterns = [
         name="admin-team-access-groups",
     ),
     path(
+        "api/teams/<str:team_id>/markup",
+        views.TeamMarkupView.as_view(),
+        name="admin-team-markup",
+    ),
+    path(
         "api/credits/teams/<str:team_id>/add",
         views.CreditAddView.as_view(),
         name="admin-credit-add",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/replenish",
+        views.CreditReplenishView.as_view(),
+        name="admin-credit-replenish",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/refund",
+        views.CreditRefundView.as_view(),
+        name="admin-credit-refund",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/adjust",
+        views.CreditAdjustView.as_view(),
+        name="admin-credit-adjust",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/budget-mode",
+        views.BudgetModeView.as_view(),
+        name="admin-credit-budget-mode",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/conversion-rates",
+        views.ConversionRatesView.as_view(),
+        name="admin-credit-conversion-rates",
+    ),
+    path(
+        "api/credits/teams/<str:team_id>/configure-auto-refill",
+        views.AutoRefillView.as_view(),
+        name="admin-credit-auto-refill",
     ),
 ]

@@ -1,4 +1,4 @@
-"""Admin endpoints for organizations, teams, keys and credit grants.
+"""Admin endpoints for organizations, teams, keys, credits and billing settings.
 
 Every view here and in ``catalog.views`` derives from AdminView, which
 admits only a request with a valid ``X-Admin-Key``.
@@ -20,10 +20,14 @@ from saasllm.pagination import LimitOffsetPagination
 from teams import serializers
 from teams.models import Organization, Team, VirtualKey
 from teams.services import (
+    adjust_credits,
     allocate_credits,
+    configure_auto_refill,
     create_organization,
     create_team,
     issue_key,
+    refund_job,
+    replenish_credits,
     resume_team,
     set_team_access_groups,
     suspend_team,
@@ -321,3 +325,151 @@ class CreditAddView(AdminView):
         )
 
         return Response(serializers.CreditAddResultSerializer(entry).data)
+
+
+class CreditReplenishView(AdminView):
+    @extend_schema(
+        tags=[CREDITS_TAG],
+        request=serializers.ReplenishSerializer,
+        responses=serializers.ReplenishResultSerializer,
+        description=(
+            "Add paid credits to a team. The ledger row is a subscription_payment "
+            "or one_time_payment with the USD amount; a subscription also sets "
+            "last_refill_at. credits_before and credits_after are the remaining "
+            "balance."
+        ),
+    )
+    def post(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.ReplenishSerializer, request.data)
+
+        entry = replenish_credits(
+            team_id=team_id,
+            credits=data["credits"],
+            payment_type=data["payment_type"],
+            payment_amount_usd=data["payment_amount_usd"],
+            reason=data["reason"],
+            actor=self.actor,
+        )
+
+        return Response(serializers.ReplenishResultSerializer(entry).data)
+
+
+class CreditRefundView(AdminView):
+    @extend_schema(
+        tags=[CREDITS_TAG],
+        request=serializers.RefundSerializer,
+        responses=serializers.RefundResultSerializer,
+        description=(
+            "Give back the credits a job of the team was charged. A job can be "
+            "refunded once: a second refund is 409 already_refunded, a job "
+            "charged nothing is 409 nothing_to_refund."
+        ),
+    )
+    def post(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.RefundSerializer, request.data)
+
+        entry = refund_job(
+            team_id=team_id,
+            job_id=data["job_id"],
+            reason=data["reason"],
+            actor=self.actor,
+        )
+
+        return Response(serializers.RefundResultSerializer(entry).data)
+
+
+class CreditAdjustView(AdminView):
+    @extend_schema(
+        tags=[CREDITS_TAG],
+        request=serializers.AdjustSerializer,
+        responses=serializers.AdjustResultSerializer,
+        description=(
+            "Correct a team's credits by a signed amount, with a reason. A "
+            "removal that would leave fewer than zero available credits is 409 "
+            "insufficient_balance unless allow_negative is true."
+        ),
+    )
+    def post(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.AdjustSerializer, request.data)
+
+        entry = adjust_credits(team_id=team_id, actor=self.actor, **data)
+
+        return Response(serializers.AdjustResultSerializer(entry).data)
+
+
+class BudgetModeView(AdminView):
+    @extend_schema(
+        tags=[CREDITS_TAG],
+        request=serializers.BudgetModeSerializer,
+        responses=serializers.ConversionRatesSerializer,
+        description="Set how the team's jobs are charged, and optionally its rates.",
+    )
+    def patch(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.BudgetModeSerializer, request.data)
+
+        team = update_team(team_id=team_id, fields=data)
+
+        return Response(serializers.ConversionRatesSerializer(team).data)
+
+
+class ConversionRatesView(AdminView):
+    @extend_schema(tags=[CREDITS_TAG], responses=serializers.ConversionRatesSerializer)
+    def get(self, request, team_id: str):
+        team = Team.objects.filter(pk=team_id).first()
+        if team is None:
+            raise NotFound(f"Team {team_id} not found.")
+        return Response(serializers.ConversionRatesSerializer(team).data)
+
+    @extend_schema(
+        tags=[CREDITS_TAG],
+        request=serializers.ConversionRatesUpdateSerializer,
+        responses=serializers.ConversionRatesSerializer,
+        description="Change the team's conversion rates; send at least one.",
+    )
+    def patch(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.ConversionRatesUpdateSerializer, request.data)
+
+        team = update_team(team_id=team_id, fields=data)
+
+        return Response(serializers.ConversionRatesSerializer(team).data)
+
+
+class AutoRefillView(AdminView):
+    @extend_schema(
+        tags=[CREDITS_TAG],
+        request=serializers.AutoRefillSerializer,
+        responses=serializers.AutoRefillResultSerializer,
+        description=(
+            "Turn automatic refills on or off. Enabling needs refill_amount and "
+            "refill_period, in the request or stored before. The refill_credits "
+            "command adds refill_amount once per UTC period."
+        ),
+    )
+    def post(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.AutoRefillSerializer, request.data)
+
+        team = configure_auto_refill(team_id=team_id, **data)
+
+        return Response(serializers.AutoRefillResultSerializer(team).data)
+
+
+class TeamMarkupView(AdminView):
+    @extend_schema(
+        tags=[TEAMS_TAG],
+        request=serializers.MarkupSerializer,
+        responses=serializers.MarkupResultSerializer,
+        description="Set the percent added to provider costs, from 0 to 1000.",
+    )
+    def patch(self, request, team_id: str):
+        require_team(team_id)
+        data = validated_data(serializers.MarkupSerializer, request.data)
+
+        team = update_team(team_id=team_id, fields=data)
+
+        return Response(serializers.MarkupResultSerializer(team).data)

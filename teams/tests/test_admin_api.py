@@ -32,6 +32,14 @@ ADMIN_ROUTES = [
     ("post", "/api/teams/acme-research/keys"),
     ("put", "/api/teams/acme-research/access-groups"),
     ("post", "/api/credits/teams/acme-research/add"),
+    ("patch", "/api/teams/acme-research/markup"),
+    ("post", "/api/credits/teams/acme-research/replenish"),
+    ("post", "/api/credits/teams/acme-research/refund"),
+    ("post", "/api/credits/teams/acme-research/adjust"),
+    ("patch", "/api/credits/teams/acme-research/budget-mode"),
+    ("get", "/api/credits/teams/acme-research/conversion-rates"),
+    ("patch", "/api/credits/teams/acme-research/conversion-rates"),
+    ("post", "/api/credits/teams/acme-research/configure-auto-refill"),
 ]
 
 
@@ -119,7 +127,7 @@ def test_every_admin_route_uses_admin_view():
         if isinstance(pattern, URLPattern) and (pattern.name or "").startswith("admin-")
     ]
 
-    assert len(patterns) == 11
+    assert len(patterns) == 18
     for pattern in patterns:
         assert issubclass(pattern.callback.view_class, AdminView), pattern.name
 
