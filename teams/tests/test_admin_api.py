@@ -9,6 +9,7 @@ from django.urls import URLPattern
 from django.utils import timezone
 
 from catalog.models import AccessGroup, ModelAlias
+from jobs.services import create_job
 from saasllm.authentication import authenticate_key
 from teams import urls as team_urls
 from teams.keys import digest_key
@@ -453,8 +454,8 @@ def test_list_teams_filters(api, research):
 
 
 def test_get_team(api, research):
-    research.credits_held = 3
-    research.save(update_fields=["credits_held"])
+    for _ in range(3):
+        create_job(team=research, job_type="held")
 
     response = api("get", "/api/teams/acme-research")
 
