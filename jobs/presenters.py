@@ -15,7 +15,7 @@ COST_PLACES = Decimal("0.00000001")
 
 
 def money(value) -> str:
-    return str(Decimal(value or 0).quantize(COST_PLACES))
+    return f"{Decimal(value or 0).quantize(COST_PLACES):f}"
 
 
 def created_job(job: Job) -> dict:
