@@ -21,8 +21,8 @@ from catalog.services import (
     update_provider_credential,
 )
 from saasllm.errors import NotFound
+from saasllm.views import AdminView, query_filters, validated_data
 from teams.models import Team
-from teams.views import AdminView, query_filters, validated_data
 
 MODELS_TAG = "admin: model aliases"
 ACCESS_GROUPS_TAG = "admin: access groups"

@@ -20,9 +20,9 @@ from jobs.models import Job
 from jobs.serializers import ErrorResponse
 from jobs.views import TeamAPIView
 from saasllm.errors import NotFound, ValidationFailed
+from saasllm.views import AdminView
 from teams.models import Organization, Team
 from teams.serializers import CaseInsensitiveChoiceField
-from teams.views import AdminView
 
 USAGE_TAG = "usage"
 REPORTS_TAG = "admin: reports"

@@ -1,8 +1,14 @@
 """Shared view plumbing."""
 
 from asgiref.sync import markcoroutinefunction
+from django.db.models import QuerySet
 from django.http import HttpResponse
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from saasllm.authentication import AdminKeyAuthentication, IsPlatformAdmin
+from saasllm.pagination import LimitOffsetPagination
 
 
 class AsyncAPIView(APIView):
@@ -61,3 +67,33 @@ def as_plain_response(response) -> HttpResponse:
     for header, value in response.items():
         plain[header] = value
     return plain
+
+
+class AdminView(GenericAPIView):
+    """Admin endpoint: requires `X-Admin-Key: <MASTER_KEY>`, else returns 401."""
+
+    authentication_classes = [AdminKeyAuthentication]
+    permission_classes = [IsPlatformAdmin]
+    pagination_class = LimitOffsetPagination
+
+    @property
+    def actor(self) -> str:
+        """Name of the authenticated admin, for audit fields."""
+        return self.request.user.name
+
+    def paginated_response(self, queryset: QuerySet, serializer_class) -> Response:
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def validated_data(serializer_class, data, **kwargs) -> dict:
+    """Validate ``data`` with the serializer and return its validated data."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def query_filters(request, serializer_class) -> dict:
+    # A plain dict, because DRF reads a missing boolean in a QueryDict as
+    # False instead of applying the field's default.
+    return validated_data(serializer_class, request.query_params.dict())

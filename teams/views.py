@@ -1,6 +1,6 @@
 """Admin endpoints for organizations, teams, keys, credits and billing settings.
 
-Every view here and in ``catalog.views`` derives from AdminView, which
+Every view here derives from ``saasllm.views.AdminView``, which
 admits only a request with a valid ``X-Admin-Key``.
 """
 
@@ -10,13 +10,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from catalog.models import AccessGroup
-from saasllm.authentication import AdminKeyAuthentication, IsPlatformAdmin
 from saasllm.errors import Conflict, NotFound
-from saasllm.pagination import LimitOffsetPagination
+from saasllm.views import AdminView, query_filters, validated_data
 from teams import serializers
 from teams.models import Organization, Team, VirtualKey
 from teams.services import (
@@ -37,36 +35,6 @@ from teams.services import (
 ORGANIZATIONS_TAG = "admin: organizations"
 TEAMS_TAG = "admin: teams"
 CREDITS_TAG = "admin: credits"
-
-
-class AdminView(GenericAPIView):
-    """Admin endpoint: requires `X-Admin-Key: <MASTER_KEY>`, else returns 401."""
-
-    authentication_classes = [AdminKeyAuthentication]
-    permission_classes = [IsPlatformAdmin]
-    pagination_class = LimitOffsetPagination
-
-    @property
-    def actor(self) -> str:
-        """Name of the authenticated admin, for audit fields."""
-        return self.request.user.name
-
-    def paginated_response(self, queryset: QuerySet, serializer_class) -> Response:
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(serializer_class(page, many=True).data)
-
-
-def validated_data(serializer_class, data, **kwargs) -> dict:
-    """Validate ``data`` with the serializer and return its validated data."""
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def query_filters(request, serializer_class) -> dict:
-    # A plain dict, because DRF reads a missing boolean in a QueryDict as
-    # False instead of applying the field's default.
-    return validated_data(serializer_class, request.query_params.dict())
 
 
 @contextmanager

@@ -10,8 +10,8 @@ from catalog import urls as catalog_urls
 from catalog.crypto import decrypt_secret
 from catalog.models import AccessGroup, ModelAlias, ProviderCredential
 from catalog.services import create_provider_credential
+from saasllm.views import AdminView
 from teams.services import create_organization, create_team
-from teams.views import AdminView
 
 CREDENTIAL_ID = "6f1c2a52-6c1e-4f0e-9a51-2d3f5e0b7c11"
 PROVIDER_KEY = "sk-provider-plaintext-9f8e7d6c5b4a"

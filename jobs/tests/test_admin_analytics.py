@@ -11,9 +11,9 @@ from jobs import report_urls
 from jobs.report_views import OwnTeamView
 from jobs.services import create_job
 from jobs.tests.test_reports import NOW, add_jobs_with_calls, seed_reports
+from saasllm.views import AdminView
 from teams import billing_urls
 from teams.services import settle_job, suspend_team
-from teams.views import AdminView
 
 ADMIN_ROUTES = [
     "/api/jobs/teams/acme-research",

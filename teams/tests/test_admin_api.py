@@ -11,11 +11,11 @@ from django.utils import timezone
 from catalog.models import AccessGroup, ModelAlias
 from jobs.services import create_job
 from saasllm.authentication import authenticate_key
+from saasllm.views import AdminView
 from teams import urls as team_urls
 from teams.keys import digest_key
 from teams.models import CreditTransaction, Organization, Team, VirtualKey
 from teams.services import create_organization, create_team
-from teams.views import AdminView
 
 ADMIN_ROUTES = [
     ("post", "/api/organizations/create"),
