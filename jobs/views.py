@@ -27,7 +27,7 @@ from jobs.serializers import (
     MetadataSerializer,
     SingleCallResponse,
 )
-from saasllm.authentication import IsTeam, VirtualKeyAuthentication
+from saasllm.authentication import IsTeam, VirtualKeyAuthentication, parse_bearer
 from saasllm.views import AsyncAPIView
 
 # Error statuses every team endpoint can return, in the one error shape.
@@ -174,6 +174,9 @@ class LLMCallView(AsyncAPIView):
         auth=[{"VirtualKey": []}],
     )
     async def post(self, request, job_id):
+        # A request without a well-formed key is rejected before its body is
+        # parsed on the event loop; the key itself is checked in prepare_call.
+        parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
         serializer = validated(LLMCallSerializer, request.data)
         data = serializer.validated_data
         context = await sync_to_async(services.prepare_call)(
@@ -204,6 +207,7 @@ class CreateAndCallView(AsyncAPIView):
         auth=[{"VirtualKey": []}],
     )
     async def post(self, request):
+        parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
         serializer = validated(CreateAndCallSerializer, request.data)
         data = serializer.validated_data
         context = await sync_to_async(services.prepare_single_call)(

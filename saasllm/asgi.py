@@ -6,4 +6,8 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saasllm.settings")
 
-application = get_asgi_application()
+from saasllm.middleware import RequestBodyLimitMiddleware  # noqa: E402
+
+# Django's ASGI handler spools a whole request body to disk before any
+# middleware runs; the wrapper stops oversized bodies before that.
+application = RequestBodyLimitMiddleware(get_asgi_application())

@@ -6,7 +6,9 @@ with field errors under ``errors``. Codes are stable: clients branch on them.
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
@@ -71,6 +73,12 @@ class ServiceUnavailable(ApiError):
     message = "The service is temporarily unavailable. Retry later."
 
 
+class RequestTooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "request_too_large"
+    message = "The request body is too large."
+
+
 class ValidationFailed(ApiError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "validation_error"
@@ -95,7 +103,17 @@ def _drf_code(exc: drf_exceptions.APIException) -> str:
     return "invalid_request"
 
 
+def request_too_large() -> RequestTooLarge:
+    """Build the 413 error for a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    return RequestTooLarge(
+        "The request body is larger than the limit of "
+        f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+    )
+
+
 def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, RequestDataTooBig):
+        return request_too_large()
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):
@@ -170,6 +188,9 @@ def server_error(request):
 
 
 def bad_request(request, exception=None):
+    # Django turns RequestDataTooBig from views outside DRF into a 400.
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(request_too_large())
     return error_response(ApiError("The request is invalid.", code="bad_request"))
 
 

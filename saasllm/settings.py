@@ -109,6 +109,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Largest request body accepted, in bytes. Django raises RequestDataTooBig
+# when a view reads a larger body, and the API returns 413 request_too_large.
+MAX_REQUEST_BODY_BYTES = env_int(
+    "MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024, minimum=1024
+)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
 ROOT_URLCONF = "saasllm.urls"
 WSGI_APPLICATION = "saasllm.wsgi.application"
 ASGI_APPLICATION = "saasllm.asgi.application"
@@ -189,21 +196,43 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # CORS governs browsers only: server-side clients ignore it, and every API
 # request is authenticated by a virtual key or the admin key regardless.
+# System checks saasllm.E001 to E004 reject wildcards, malformed origins and
+# allow-all with credentials, naming the variable to fix.
 ADMIN_PANEL_URL = env_str("ADMIN_PANEL_URL")
-CORS_ALLOWED_ORIGINS = [
-    *env_list("CORS_ALLOWED_ORIGINS"),
-    *([ADMIN_PANEL_URL] if ADMIN_PANEL_URL else []),
-    *env_list("ADDITIONAL_CORS_ORIGINS"),
+DEV_CORS_ORIGINS = [
+    "http://localhost:3000",
+    "http://localhost:3001",
+    "http://localhost:3002",
 ]
-if DEBUG:
-    CORS_ALLOWED_ORIGINS += [
-        "http://localhost:3000",
-        "http://localhost:3001",
-        "http://localhost:3002",
-    ]
-CORS_ALLOWED_ORIGINS = list(
-    dict.fromkeys(origin.rstrip("/") for origin in CORS_ALLOWED_ORIGINS)
+CORS_ORIGIN_VARIABLES = (
+    "CORS_ALLOWED_ORIGINS",
+    "ADMIN_PANEL_URL",
+    "ADDITIONAL_CORS_ORIGINS",
 )
+
+
+def read_cors_origins(*, debug: bool) -> dict[str, str]:
+    """Map each allowed browser origin to the variable that listed it.
+
+    Entries are trimmed, empty entries skipped, a trailing slash dropped and
+    the rest lowercased. Browsers send the Origin header in lowercase, and
+    django-cors-headers compares it case-sensitively.
+    """
+    sources = [(name, env_list(name)) for name in CORS_ORIGIN_VARIABLES]
+    if debug:
+        sources.append(("DEBUG", DEV_CORS_ORIGINS))
+    origins: dict[str, str] = {}
+    for variable, entries in sources:
+        for entry in entries:
+            origins.setdefault(entry.rstrip("/").lower(), variable)
+    return origins
+
+
+CORS_ORIGIN_SOURCES = read_cors_origins(debug=DEBUG)
+CORS_ALLOWED_ORIGINS = list(CORS_ORIGIN_SOURCES)
+# saasllm.E002 reports the same malformed origins as these two checks of
+# django-cors-headers, and also names the environment variable to fix.
+SILENCED_SYSTEM_CHECKS = ["corsheaders.E013", "corsheaders.E014"]
 CORS_ALLOW_CREDENTIALS = True
 CORS_ALLOW_HEADERS = [
     "accept",
@@ -228,7 +257,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["saasllm.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "saasllm.pagination.LimitOffsetPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "saasllm.errors.api_exception_handler",
