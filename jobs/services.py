@@ -181,7 +181,7 @@ def admit_call(*, team: Team, job_id) -> None:
     """Count one more call of an open job in flight, or raise 409 or 402.
 
     In consumption modes every call in flight needs one credit of headroom in
-    the job's hold on top of what the job has accrued; the hold grows from
+    the job's hold on top of what the job has accrued. The hold grows from
     the team's available balance, and a team that cannot cover it gets 402
     before anything reaches the provider. A call that costs more than that
     credit can overdraw the team by its excess, and no more.
