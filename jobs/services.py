@@ -20,6 +20,7 @@ from catalog.pricing import Prices, client_cost, prices_for_alias, provider_cost
 from catalog.providers import ChatResult, ProviderError, ProviderTarget
 from catalog.resolution import provider_target, resolve_alias
 from jobs.models import Job, LLMCall
+from saasllm import ratelimit
 from saasllm.authentication import authenticate_key
 from saasllm.errors import Conflict, Forbidden, InsufficientCredits, NotFound
 from teams.models import Team, VirtualKey
@@ -91,6 +92,8 @@ class CallContext:
     alias: ModelAlias
     target: ProviderTarget
     prices: Prices
+    rate_limit: ratelimit.RateLimitState | None = None
+    slot: ratelimit.SlotLease | None = None
 
     @property
     def team(self) -> Team:
@@ -101,12 +104,25 @@ def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallC
     """Authenticate, load the open job and resolve the alias, then release the connection."""
     try:
         key = authenticate_key(authorization)
+        rate_limit = ratelimit.check_request(key.team)
         job = get_job_for_team(team=key.team, job_id=job_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
         target = provider_target(team=key.team, alias=alias)
-        admit_call(team=key.team, job_id=job.id)
+        ratelimit.check_tokens(key.team)
+        slot = ratelimit.acquire_call_slot(key.team)
+        try:
+            admit_call(team=key.team, job_id=job.id)
+        except BaseException:
+            ratelimit.release_call_slot(slot)
+            raise
         return CallContext(
-            key=key, job=job, alias=alias, target=target, prices=prices_for_alias(alias)
+            key=key,
+            job=job,
+            alias=alias,
+            target=target,
+            prices=prices_for_alias(alias),
+            rate_limit=rate_limit,
+            slot=slot,
         )
     finally:
         release_connection()
@@ -129,19 +145,32 @@ def prepare_single_call(
     """
     try:
         key = authenticate_key(authorization)
+        rate_limit = ratelimit.check_request(key.team)
         check_team_id(team=key.team, team_id=new_job.team_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
         target = provider_target(team=key.team, alias=alias)
-        with transaction.atomic():
-            job = create_job(
-                team=key.team,
-                job_type=new_job.job_type,
-                user_id=new_job.user_id,
-                metadata=new_job.metadata,
-            )
-            admit_call(team=key.team, job_id=job.id)
+        ratelimit.check_tokens(key.team)
+        slot = ratelimit.acquire_call_slot(key.team)
+        try:
+            with transaction.atomic():
+                job = create_job(
+                    team=key.team,
+                    job_type=new_job.job_type,
+                    user_id=new_job.user_id,
+                    metadata=new_job.metadata,
+                )
+                admit_call(team=key.team, job_id=job.id)
+        except BaseException:
+            ratelimit.release_call_slot(slot)
+            raise
         return CallContext(
-            key=key, job=job, alias=alias, target=target, prices=prices_for_alias(alias)
+            key=key,
+            job=job,
+            alias=alias,
+            target=target,
+            prices=prices_for_alias(alias),
+            rate_limit=rate_limit,
+            slot=slot,
         )
     finally:
         release_connection()
@@ -223,7 +252,22 @@ def _call_costs(context: CallContext, prompt_tokens: int, completion_tokens: int
     return base, client_cost(base, context.team.markup_percent)
 
 
-def record_call(
+def record_call(*, context: CallContext, **fields) -> LLMCall:
+    """Store a finished call, successful or failed, and start the job if pending.
+
+    The call's slot is released however this ends, and its tokens count
+    against the team's tokens_per_minute.
+    """
+    try:
+        call = _store_call(context=context, **fields)
+        ratelimit.record_tokens(context.team, call.total_tokens)
+    finally:
+        ratelimit.release_call_slot(context.slot)
+        release_connection()
+    return call
+
+
+def _store_call(
     *,
     context: CallContext,
     purpose: str,
@@ -233,7 +277,6 @@ def record_call(
     call_metadata: dict | None = None,
     request_data: dict | None = None,
 ) -> LLMCall:
-    """Store a finished call, successful or failed, and start the job if pending."""
     prompt_tokens = result.prompt_tokens if result else 0
     completion_tokens = result.completion_tokens if result else 0
     base_cost, team_cost = _call_costs(context, prompt_tokens, completion_tokens)
@@ -267,18 +310,13 @@ def record_call(
         call.error_message = error.message
         call.error_detail = (getattr(error, "operator_detail", "") or "")[:2000]
 
-    try:
-        with transaction.atomic():
-            call.save(force_insert=True)
-            _finish_call(
-                context,
-                accrued=call_credits(team=context.team, call=call)
-                if error is None
-                else 0,
-                call_metadata=call_metadata if error is None else None,
-            )
-    finally:
-        release_connection()
+    with transaction.atomic():
+        call.save(force_insert=True)
+        _finish_call(
+            context,
+            accrued=call_credits(team=context.team, call=call) if error is None else 0,
+            call_metadata=call_metadata if error is None else None,
+        )
     return call
 
 
@@ -323,6 +361,7 @@ def abandon_call(*, context: CallContext) -> None:
         with transaction.atomic():
             _finish_call(context, accrued=Decimal(0), call_metadata=None)
     finally:
+        ratelimit.release_call_slot(context.slot)
         release_connection()
 
 

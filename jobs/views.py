@@ -28,6 +28,7 @@ from jobs.serializers import (
     SingleCallResponse,
 )
 from saasllm.authentication import IsTeam, VirtualKeyAuthentication, parse_bearer
+from saasllm.ratelimit import TeamRateLimitMixin
 from saasllm.views import AsyncAPIView
 
 # Error statuses every team endpoint can return, in the one error shape.
@@ -43,7 +44,7 @@ def validated(serializer_class, data, **kwargs):
     return serializer
 
 
-class TeamAPIView(APIView):
+class TeamAPIView(TeamRateLimitMixin, APIView):
     authentication_classes = [VirtualKeyAuthentication]
     permission_classes = [IsTeam]
 
@@ -161,7 +162,7 @@ def _elapsed_ms(started: float) -> int:
 
 
 @extend_schema(tags=["jobs"])
-class LLMCallView(AsyncAPIView):
+class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
     """Make one LLM call inside an open job.
 
     Runs on the event loop: one database step before the provider call and
@@ -184,6 +185,7 @@ class LLMCallView(AsyncAPIView):
             job_id=job_id,
             alias_name=data["model"],
         )
+        self.rate_limit_state = context.rate_limit
 
         outcome = await call_provider(context, serializer)
 
@@ -198,7 +200,7 @@ class LLMCallView(AsyncAPIView):
 
 
 @extend_schema(tags=["jobs"])
-class CreateAndCallView(AsyncAPIView):
+class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
     """Create a job, make its one call, and complete and charge it in one request."""
 
     @extend_schema(
@@ -220,6 +222,7 @@ class CreateAndCallView(AsyncAPIView):
             ),
             alias_name=data["model"],
         )
+        self.rate_limit_state = context.rate_limit
 
         outcome = await call_provider(context, serializer)
 

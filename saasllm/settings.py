@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "teams",
     "catalog",
     "jobs",
+    "ratelimits",
 ]
 
 MIDDLEWARE = [
@@ -176,6 +177,16 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# What the rate limiter does while Redis is unreachable: "closed" rejects
+# team requests with 503, "open" lets them through unlimited.
+RATE_LIMIT_FAILURE_MODE = env_str("RATE_LIMIT_FAILURE_MODE", "closed").lower()
+if RATE_LIMIT_FAILURE_MODE not in {"closed", "open"}:
+    raise ImproperlyConfigured(
+        "RATE_LIMIT_FAILURE_MODE must be 'closed' or 'open', "
+        f"got {RATE_LIMIT_FAILURE_MODE!r}."
+    )
+# Prefix of the rate limiter's Redis keys, for deployments sharing a Redis.
+RATE_LIMIT_KEY_PREFIX = env_str("RATE_LIMIT_KEY_PREFIX", "saasllm:ratelimit:")
 
 AUTH_PASSWORD_VALIDATORS = [
     {
