@@ -1,11 +1,14 @@
 """Django admin for model aliases, access groups and provider credentials.
 
-Every save goes through ``catalog.services``, the functions the API calls.
+Every save goes through ``catalog.services``, the functions the API calls,
+which also record the audit entries.
 """
 
 from django.contrib import admin
 from django.db.models import Count
 
+from audit.admin import AuditedAdminMixin
+from audit.services import actor_from_request
 from catalog.forms import ProviderCredentialForm
 from catalog.models import AccessGroup, ModelAlias, ProviderCredential
 from catalog.services import (
@@ -31,8 +34,14 @@ SECRET_SET = "•••• (set)"
 SECRET_MISSING = "(not set)"
 
 
+class CatalogServiceAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+    """Base of the catalog admins, whose services record the audit entries."""
+
+    audit_in_services = True
+
+
 @admin.register(ModelAlias)
-class ModelAliasAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ModelAliasAdmin(CatalogServiceAdmin):
     list_display = (
         "alias",
         "display_name",
@@ -67,24 +76,30 @@ class ModelAliasAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def create_object(self, request, form):
         return create_model_alias(
-            **{name: form.cleaned_data[name] for name in ("alias", *MODEL_ALIAS_FIELDS)}
+            **{
+                name: form.cleaned_data[name] for name in ("alias", *MODEL_ALIAS_FIELDS)
+            },
+            actor=actor_from_request(request),
         )
 
     def update_object(self, request, obj, form):
         fields = changed_values(form, MODEL_ALIAS_FIELDS)
         if fields:
-            update_model_alias(model_alias=obj, fields=fields)
+            update_model_alias(
+                model_alias=obj, fields=fields, actor=actor_from_request(request)
+            )
 
     def delete_model(self, request, obj):
-        delete_model_alias(model_alias=obj)
+        delete_model_alias(model_alias=obj, actor=actor_from_request(request))
 
     def delete_queryset(self, request, queryset):
+        actor = actor_from_request(request)
         for model_alias in queryset:
-            delete_model_alias(model_alias=model_alias)
+            delete_model_alias(model_alias=model_alias, actor=actor)
 
 
 @admin.register(AccessGroup)
-class AccessGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class AccessGroupAdmin(CatalogServiceAdmin):
     list_display = (
         "name",
         "display_name",
@@ -147,21 +162,26 @@ class AccessGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
             display_name=data["display_name"],
             description=data["description"],
             aliases=data["aliases"],
+            actor=actor_from_request(request),
         )
 
     def update_object(self, request, obj, form):
+        actor = actor_from_request(request)
         fields = changed_values(form, ACCESS_GROUP_FIELDS)
         if fields:
-            update_access_group(group=obj, fields=fields)
+            update_access_group(group=obj, fields=fields, actor=actor)
         if "aliases" in form.changed_data:
-            set_access_group_aliases(group=obj, aliases=form.cleaned_data["aliases"])
+            set_access_group_aliases(
+                group=obj, aliases=form.cleaned_data["aliases"], actor=actor
+            )
 
     def delete_model(self, request, obj):
-        delete_access_group(group=obj)
+        delete_access_group(group=obj, actor=actor_from_request(request))
 
     def delete_queryset(self, request, queryset):
+        actor = actor_from_request(request)
         for group in queryset:
-            delete_access_group(group=group)
+            delete_access_group(group=group, actor=actor)
 
     @admin.display(description="aliases", ordering="alias_count")
     def alias_count(self, obj):
@@ -173,7 +193,7 @@ class AccessGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ProviderCredential)
-class ProviderCredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ProviderCredentialAdmin(CatalogServiceAdmin):
     """Admin of provider credentials, whose keys are write-only.
 
     The form takes a new key and never shows one. ``encrypted_api_key`` is
@@ -247,6 +267,7 @@ class ProviderCredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
             api_base=data["api_base"],
             api_version=data["api_version"],
             created_by=request.user.get_username(),
+            actor=actor_from_request(request),
         )
 
     def update_object(self, request, obj, form):
@@ -257,14 +278,16 @@ class ProviderCredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 credential=obj,
                 fields={**fields, "updated_by": request.user.get_username()},
                 api_key=api_key,
+                actor=actor_from_request(request),
             )
 
     def delete_model(self, request, obj):
-        delete_provider_credential(credential=obj)
+        delete_provider_credential(credential=obj, actor=actor_from_request(request))
 
     def delete_queryset(self, request, queryset):
+        actor = actor_from_request(request)
         for credential in queryset:
-            delete_provider_credential(credential=credential)
+            delete_provider_credential(credential=credential, actor=actor)
 
     @admin.display(description="API key")
     def api_key_status(self, obj):

@@ -1,8 +1,11 @@
 """Writes to model aliases, access groups and provider credentials.
 
-Each function runs in one transaction. Unique-constraint violations become
-409 ``already_exists`` here, so a race between two identical requests gives
-one success and one conflict instead of a server error.
+Each function runs in one transaction and records an audit entry in it, so
+the admin API and the Django admin, which both call these functions, leave
+the same trail. ``actor`` is who made the change, None for the system.
+Unique-constraint violations become 409 ``already_exists`` here, so a race
+between two identical requests gives one success and one conflict instead
+of a server error.
 """
 
 import logging
@@ -10,6 +13,7 @@ from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 
+from audit.services import SECRET_MARKER, Actor, diff_values, record, snapshot
 from catalog.crypto import encrypt_secret
 from catalog.models import AccessGroup, ModelAlias, ProviderCredential
 from saasllm.errors import Conflict
@@ -32,6 +36,18 @@ ACCESS_GROUP_FIELDS = frozenset({"display_name", "description", "status"})
 CREDENTIAL_FIELDS = frozenset(
     {"name", "api_base", "api_version", "is_active", "updated_by"}
 )
+# Fields of the audit entries of each model. The credential's stored key is
+# recorded as "api_key": "changed" when it is set, never as a value.
+ALIAS_AUDIT_FIELDS = ("alias", *sorted(MODEL_ALIAS_FIELDS), "access_groups")
+GROUP_AUDIT_FIELDS = ("name", *sorted(ACCESS_GROUP_FIELDS), "aliases")
+CREDENTIAL_AUDIT_FIELDS = (
+    "organization",
+    "provider",
+    "name",
+    "api_base",
+    "api_version",
+    "is_active",
+)
 
 
 def _check_fields(fields: dict, allowed: frozenset, function: str) -> None:
@@ -46,6 +62,29 @@ def _update_fields(instance, fields: dict) -> None:
     instance.save(update_fields=[*fields, "updated_at"])
 
 
+def _stored_values(instance, fields) -> dict:
+    """Return the stored values of ``fields``, locking the row until commit.
+
+    The admin's form has already set its new values on ``instance``, so the
+    values before the change are read from the database. The lock makes a
+    concurrent change of the same row wait, so both entries are accurate.
+    """
+    stored = type(instance).objects.select_for_update().get(pk=instance.pk)
+    return snapshot(stored, fields)
+
+
+def _record_change(actor, action: str, instance, before: dict, fields) -> None:
+    """Record the change of ``instance`` since ``before``, if any field changed."""
+    changes = diff_values(before, snapshot(instance, fields))
+    if changes:
+        record(actor=actor, action=action, obj=instance, changes=changes)
+
+
+def _record_deletion(actor, action: str, instance, fields) -> None:
+    before = snapshot(instance, fields)
+    record(actor=actor, action=action, obj=instance, changes=diff_values(before, {}))
+
+
 @transaction.atomic
 def create_model_alias(
     *,
@@ -58,6 +97,7 @@ def create_model_alias(
     output_price_per_million=None,
     status: str = ModelAlias.Status.ACTIVE,
     access_groups: Iterable[AccessGroup] = (),
+    actor: Actor | str | None = None,
 ) -> ModelAlias:
     """Create an alias and add it to the given access groups.
 
@@ -80,6 +120,13 @@ def create_model_alias(
         ) from None
 
     model_alias.access_groups.set(access_groups)
+    after = snapshot(model_alias, ALIAS_AUDIT_FIELDS)
+    record(
+        actor=actor,
+        action="alias.create",
+        obj=model_alias,
+        changes=diff_values({}, after),
+    )
     logger.info("Created model alias %s", alias)
     return model_alias
 
@@ -90,23 +137,29 @@ def update_model_alias(
     model_alias: ModelAlias,
     fields: dict,
     access_groups: Iterable[AccessGroup] | None = None,
+    actor: Actor | str | None = None,
 ) -> ModelAlias:
     """Change an alias and, unless None, replace the groups that contain it."""
     _check_fields(fields, MODEL_ALIAS_FIELDS, "update_model_alias")
+    before = _stored_values(model_alias, ALIAS_AUDIT_FIELDS)
 
     _update_fields(model_alias, fields)
     if access_groups is not None:
         model_alias.access_groups.set(access_groups)
+    _record_change(actor, "alias.update", model_alias, before, ALIAS_AUDIT_FIELDS)
     logger.info("Updated model alias %s: %s", model_alias.alias, sorted(fields))
     return model_alias
 
 
 @transaction.atomic
-def delete_model_alias(*, model_alias: ModelAlias) -> None:
+def delete_model_alias(
+    *, model_alias: ModelAlias, actor: Actor | str | None = None
+) -> None:
     """Delete an alias and its group memberships.
 
     Past calls keep the alias name as text, so their history stays intact.
     """
+    _record_deletion(actor, "alias.delete", model_alias, ALIAS_AUDIT_FIELDS)
     model_alias.delete()
     logger.info("Deleted model alias %s", model_alias.alias)
 
@@ -118,6 +171,7 @@ def create_access_group(
     display_name: str = "",
     description: str = "",
     aliases: Iterable[ModelAlias] = (),
+    actor: Actor | str | None = None,
 ) -> AccessGroup:
     try:
         group = AccessGroup.objects.create(
@@ -129,32 +183,51 @@ def create_access_group(
         ) from None
 
     group.aliases.set(aliases)
+    after = snapshot(group, GROUP_AUDIT_FIELDS)
+    record(
+        actor=actor,
+        action="access_group.create",
+        obj=group,
+        changes=diff_values({}, after),
+    )
     logger.info("Created access group %s", name)
     return group
 
 
 @transaction.atomic
-def update_access_group(*, group: AccessGroup, fields: dict) -> AccessGroup:
+def update_access_group(
+    *, group: AccessGroup, fields: dict, actor: Actor | str | None = None
+) -> AccessGroup:
     _check_fields(fields, ACCESS_GROUP_FIELDS, "update_access_group")
+    before = _stored_values(group, GROUP_AUDIT_FIELDS)
 
     _update_fields(group, fields)
+    _record_change(actor, "access_group.update", group, before, GROUP_AUDIT_FIELDS)
     logger.info("Updated access group %s: %s", group.name, sorted(fields))
     return group
 
 
 @transaction.atomic
 def set_access_group_aliases(
-    *, group: AccessGroup, aliases: Iterable[ModelAlias]
+    *,
+    group: AccessGroup,
+    aliases: Iterable[ModelAlias],
+    actor: Actor | str | None = None,
 ) -> AccessGroup:
     """Replace the aliases of a group."""
+    before = _stored_values(group, GROUP_AUDIT_FIELDS)
+
     group.aliases.set(aliases)
     _update_fields(group, {})
+    _record_change(actor, "access_group.update", group, before, GROUP_AUDIT_FIELDS)
     logger.info("Replaced the aliases of access group %s", group.name)
     return group
 
 
 @transaction.atomic
-def delete_access_group(*, group: AccessGroup) -> None:
+def delete_access_group(
+    *, group: AccessGroup, actor: Actor | str | None = None
+) -> None:
     """Delete a group, or raise 409 naming the teams that still use it.
 
     The group's row lock makes a concurrent delete of the same group wait.
@@ -168,6 +241,7 @@ def delete_access_group(*, group: AccessGroup) -> None:
             code="in_use",
         )
 
+    _record_deletion(actor, "access_group.delete", group, GROUP_AUDIT_FIELDS)
     group.delete()
     logger.info("Deleted access group %s", group.name)
 
@@ -190,6 +264,7 @@ def create_provider_credential(
     api_base: str = "",
     api_version: str = "",
     created_by: str = "",
+    actor: Actor | str | None = None,
 ) -> ProviderCredential:
     """Store an organization's provider key, encrypted, as its active credential.
 
@@ -213,6 +288,13 @@ def create_provider_credential(
     except IntegrityError:
         raise _active_credential_conflict(organization.id, provider) from None
 
+    after = snapshot(credential, CREDENTIAL_AUDIT_FIELDS)
+    record(
+        actor=actor,
+        action="credential.create",
+        obj=credential,
+        changes={**diff_values({}, after), "api_key": SECRET_MARKER},
+    )
     logger.info(
         "Created %s credential %s for organization %s",
         provider,
@@ -224,14 +306,20 @@ def create_provider_credential(
 
 @transaction.atomic
 def update_provider_credential(
-    *, credential: ProviderCredential, fields: dict, api_key: str | None = None
+    *,
+    credential: ProviderCredential,
+    fields: dict,
+    api_key: str | None = None,
+    actor: Actor | str | None = None,
+    action: str = "credential.update",
 ) -> ProviderCredential:
     """Change a credential; a new ``api_key`` is encrypted before it is stored.
 
     Raises 409 when activating it would give its organization two active
-    credentials for one provider.
+    credentials for one provider. ``action`` names the audit entry.
     """
     _check_fields(fields, CREDENTIAL_FIELDS, "update_provider_credential")
+    before = _stored_values(credential, CREDENTIAL_AUDIT_FIELDS)
     if api_key is not None:
         fields = {**fields, "encrypted_api_key": encrypt_secret(api_key)}
 
@@ -243,6 +331,11 @@ def update_provider_credential(
             credential.organization_id, credential.provider
         ) from None
 
+    changes = diff_values(before, snapshot(credential, CREDENTIAL_AUDIT_FIELDS))
+    if api_key is not None:
+        changes["api_key"] = SECRET_MARKER
+    if changes:
+        record(actor=actor, action=action, obj=credential, changes=changes)
     # Log field names only: the key itself must never reach a log.
     logger.info(
         "Updated credential %s: %s",
@@ -254,16 +347,25 @@ def update_provider_credential(
 
 
 def set_provider_credential_active(
-    *, credential: ProviderCredential, is_active: bool, updated_by: str = ""
+    *,
+    credential: ProviderCredential,
+    is_active: bool,
+    updated_by: str = "",
+    actor: Actor | str | None = None,
 ) -> ProviderCredential:
     """Activate or deactivate a credential, or raise 409 on a second active one."""
     return update_provider_credential(
         credential=credential,
         fields={"is_active": is_active, "updated_by": updated_by},
+        actor=actor,
+        action="credential.activate" if is_active else "credential.deactivate",
     )
 
 
 @transaction.atomic
-def delete_provider_credential(*, credential: ProviderCredential) -> None:
+def delete_provider_credential(
+    *, credential: ProviderCredential, actor: Actor | str | None = None
+) -> None:
+    _record_deletion(actor, "credential.delete", credential, CREDENTIAL_AUDIT_FIELDS)
     credential.delete()
     logger.info("Deleted credential %s", credential.id)

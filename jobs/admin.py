@@ -2,7 +2,8 @@
 
 Both tables grow with every request, so the lists join nothing, search only
 exact columns and run no second count for the unfiltered total. Calls are
-read-only, and of a job only its metadata can be edited.
+read-only, and of a job only its metadata can be edited, which the audit log
+records.
 
 NOTE: the paginator still counts the rows that match the filters, which is
 a count of the whole table on an unfiltered list page.
@@ -15,6 +16,7 @@ from django.contrib.admin.utils import display_for_value
 from django.db.models import Count, Q, Sum
 from django.utils.html import format_html, format_html_join
 
+from audit.admin import AuditedAdminMixin
 from catalog.models import Provider
 from jobs.models import Job, LLMCall
 from teams.admin import (
@@ -63,7 +65,13 @@ class LinkedIdsMixin:
 
 
 @admin.register(Job)
-class JobAdmin(LinkedIdsMixin, UuidSearchMixin, ChangedFieldsMixin, admin.ModelAdmin):
+class JobAdmin(
+    LinkedIdsMixin,
+    UuidSearchMixin,
+    AuditedAdminMixin,
+    ChangedFieldsMixin,
+    admin.ModelAdmin,
+):
     list_display = (
         "id",
         "created_at",

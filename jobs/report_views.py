@@ -16,7 +16,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from jobs import reports
-from jobs.models import Job
+from jobs.models import Job, LLMCall
 from jobs.serializers import ErrorResponse
 from jobs.views import TeamAPIView
 from saasllm.errors import NotFound, ValidationFailed
@@ -522,6 +522,8 @@ def get_organization(organization_id: str) -> Organization:
 
 @extend_schema(tags=[REPORTS_TAG])
 class AdminTeamJobListView(AdminView):
+    permission_model = Job
+
     @extend_schema(
         operation_id="admin_team_jobs_list",
         parameters=[AdminJobsQuerySerializer],
@@ -547,6 +549,8 @@ class AdminTeamJobListView(AdminView):
 
 @extend_schema(tags=[REPORTS_TAG])
 class AdminTeamJobDetailView(AdminView):
+    permission_model = Job
+
     @extend_schema(
         operation_id="admin_team_job_retrieve",
         responses={200: AdminJobDetailResponse, **ADMIN_ERRORS},
@@ -576,6 +580,9 @@ def get_team_job(team_id: str, job_id: str) -> Job:
 
 @extend_schema(tags=[REPORTS_TAG])
 class OrganizationStatsView(AdminView):
+    permission_model = LLMCall
+    required_permissions = {"GET": ("teams.view_organization", "jobs.view_llmcall")}
+
     @extend_schema(
         parameters=[DateRangeQuerySerializer],
         responses={200: OrganizationStatsResponse, **ADMIN_ERRORS},
@@ -594,6 +601,9 @@ class OrganizationStatsView(AdminView):
 
 @extend_schema(tags=[REPORTS_TAG])
 class OrganizationAnalyticsView(AdminView):
+    permission_model = LLMCall
+    required_permissions = {"GET": ("teams.view_organization", "jobs.view_llmcall")}
+
     @extend_schema(
         parameters=[DateRangeQuerySerializer],
         responses={200: OrganizationAnalyticsResponse, **ADMIN_ERRORS},
@@ -613,6 +623,9 @@ class OrganizationAnalyticsView(AdminView):
 
 @extend_schema(tags=[REPORTS_TAG])
 class DashboardView(AdminView):
+    permission_model = LLMCall
+    required_permissions = {"GET": ("teams.view_team", "jobs.view_llmcall")}
+
     @extend_schema(
         responses={200: DashboardResponse, 401: ErrorResponse},
         description=(

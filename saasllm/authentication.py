@@ -1,27 +1,50 @@
-"""Authentication of team virtual keys and of the admin key."""
+"""Authentication of team virtual keys, the admin key and staff sessions."""
 
 import hmac
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from rest_framework.authentication import BaseAuthentication
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
 
+from audit.services import client_address
 from saasllm.errors import Forbidden, InvalidAdminKey, InvalidApiKey
-from teams.keys import digest_key, looks_like_key
+from teams.keys import candidate_digests, looks_like_key
 from teams.models import Organization, Team, VirtualKey
+
+logger = logging.getLogger(__name__)
 
 # last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+MASTER_KEY_ACTOR = "master-key"
+
+
 @dataclass(frozen=True)
 class AdminPrincipal:
-    """The caller of an admin endpoint, for audit fields."""
+    """The caller of an admin endpoint: the master key or a staff user.
+
+    ``name`` is the actor in audit fields: "master-key" for the key, the
+    username for a staff session.
+    """
 
     name: str
+    user: Any = None
+    ip_address: str | None = None
+
+    @property
+    def is_master_key(self) -> bool:
+        return self.user is None
+
+    def has_perms(self, permissions: Iterable[str]) -> bool:
+        """Return whether the caller has every permission, always true for the key."""
+        return self.is_master_key or self.user.has_perms(permissions)
 
 
 def parse_bearer(header: str | None) -> str:
@@ -65,11 +88,7 @@ def authenticate_key(header: str | None) -> VirtualKey:
     """
     plaintext = parse_bearer(header)
     now = timezone.now()
-    key = (
-        VirtualKey.objects.select_related("team__organization")
-        .filter(digest=digest_key(plaintext), revoked_at__isnull=True)
-        .first()
-    )
+    key = find_unrevoked_key(plaintext)
     if key is None or (key.expires_at is not None and key.expires_at <= now):
         raise InvalidApiKey()
 
@@ -77,6 +96,36 @@ def authenticate_key(header: str | None) -> VirtualKey:
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         VirtualKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
+
+
+def find_unrevoked_key(plaintext: str) -> VirtualKey | None:
+    """Look a key up by its digest under the current and every previous secret.
+
+    One indexed query covers all the secrets, so a known key, a revoked key
+    and a key that never existed cost the same single query. A key found
+    under a previous secret gets its digest rewritten under the current one,
+    so keys move to a new KEY_DIGEST_SECRET as they are used.
+    """
+    current, *previous = candidate_digests(plaintext)
+    keys = VirtualKey.objects.select_related("team__organization").filter(
+        revoked_at__isnull=True
+    )
+    if previous:
+        key = keys.filter(digest__in=[current, *previous]).first()
+    else:
+        key = keys.filter(digest=current).first()
+
+    if key is not None and not hmac.compare_digest(key.digest, current):
+        move_digest_to_current_secret(key, current)
+    return key
+
+
+def move_digest_to_current_secret(key: VirtualKey, digest: str) -> None:
+    # The UPDATE matches only the old digest, so when two workers migrate
+    # the same key at once the second one changes nothing.
+    VirtualKey.objects.filter(pk=key.pk, digest=key.digest).update(digest=digest)
+    key.digest = digest
+    logger.info("Moved the digest of key %s to the current secret", key.display)
 
 
 class VirtualKeyAuthentication(BaseAuthentication):
@@ -91,18 +140,43 @@ class VirtualKeyAuthentication(BaseAuthentication):
 
 
 class AdminKeyAuthentication(BaseAuthentication):
-    """DRF authentication by ``X-Admin-Key``, compared in constant time."""
+    """DRF authentication by ``X-Admin-Key``, compared in constant time.
+
+    A request without the header is left to the next authentication class;
+    a wrong key is rejected at once.
+    """
 
     def authenticate(self, request):
         supplied = request.META.get("HTTP_X_ADMIN_KEY")
         if supplied is None:
-            raise InvalidAdminKey()
+            return None
         if not hmac.compare_digest(supplied.encode(), settings.MASTER_KEY.encode()):
             raise InvalidAdminKey("The X-Admin-Key header is not valid.")
-        return AdminPrincipal("master-key"), None
+        principal = AdminPrincipal(MASTER_KEY_ACTOR, ip_address=client_address(request))
+        return principal, None
 
     def authenticate_header(self, request):
         return "X-Admin-Key"
+
+
+class StaffSessionAuthentication(SessionAuthentication):
+    """DRF authentication by the Django admin's session, for active staff users.
+
+    Other users count as unauthenticated. As in DRF's SessionAuthentication,
+    unsafe methods need the CSRF token, so another site cannot use a staff
+    member's browser to change anything.
+    """
+
+    def authenticate(self, request):
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_active or not user.is_staff:
+            return None
+
+        self.enforce_csrf(request)
+        principal = AdminPrincipal(
+            user.get_username(), user=user, ip_address=client_address(request)
+        )
+        return principal, None
 
 
 class IsTeam(BasePermission):
@@ -111,5 +185,33 @@ class IsTeam(BasePermission):
 
 
 class IsPlatformAdmin(BasePermission):
+    """Admit the master key, or a staff user with the view's model permissions.
+
+    Raises 401 ``invalid_admin_key`` without credentials and 403
+    ``permission_denied`` for a staff user who lacks a permission. A view
+    that names no permissions admits the master key only.
+    """
+
     def has_permission(self, request, view):
-        return isinstance(request.user, AdminPrincipal)
+        principal = request.user
+        if not isinstance(principal, AdminPrincipal):
+            raise InvalidAdminKey(
+                "This endpoint requires a valid X-Admin-Key header or a signed-in "
+                "staff session."
+            )
+        if principal.is_master_key:
+            return True
+
+        permissions = view.get_required_permissions(request.method)
+        if not permissions:
+            raise Forbidden(
+                "This endpoint accepts the X-Admin-Key header only.",
+                code="permission_denied",
+            )
+        if not principal.has_perms(permissions):
+            raise Forbidden(
+                f"Your account lacks the permission {', '.join(permissions)} "
+                "needed for this request. Ask an owner for a role that has it.",
+                code="permission_denied",
+            )
+        return True

@@ -71,6 +71,9 @@ ENCRYPTION_KEYS = read_encryption_keys()
 # back to SECRET_KEY so a single-secret deployment works; set it separately to
 # rotate SECRET_KEY without invalidating every team's key.
 KEY_DIGEST_SECRET = env_str("KEY_DIGEST_SECRET") or SECRET_KEY
+# Earlier digest secrets, still accepted while keys move to KEY_DIGEST_SECRET
+# as they are used; see docs/key-rotation.md.
+KEY_DIGEST_PREVIOUS_SECRETS = env_list("KEY_DIGEST_PREVIOUS_SECRETS")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
@@ -82,7 +85,8 @@ if not ALLOWED_HOSTS:
     ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, with a site that rate limits failed logins.
+    "audit.apps.AuditAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -96,6 +100,7 @@ INSTALLED_APPS = [
     "teams",
     "catalog",
     "jobs",
+    "audit",
     "ratelimits",
 ]
 
@@ -299,6 +304,14 @@ SPECTACULAR_SETTINGS = {
         "JobClosingStatusEnum": ["completed", "failed", "cancelled"],
     },
 }
+
+# Failed Django admin logins allowed per username and per client address
+# within the window before further attempts get 429.
+ADMIN_LOGIN_FAILURES_PER_USERNAME = env_int("ADMIN_LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
+ADMIN_LOGIN_FAILURES_PER_ADDRESS = env_int("ADMIN_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+ADMIN_LOGIN_FAILURE_WINDOW_MINUTES = env_int(
+    "ADMIN_LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1
+)
 
 # Jobs left open longer than this are closed as failed by `expire_jobs`.
 JOB_TTL_HOURS = env_float("JOB_TTL_HOURS", 24.0, minimum=0.01)

@@ -2,7 +2,8 @@
 
 Teams, keys and balances are created and changed through ``teams.services``,
 the functions the API calls. The admin shows balances and ledger rows but
-never writes them directly.
+never writes them directly. Every change made here, by a form or an action,
+is recorded in the audit log.
 """
 
 import uuid
@@ -19,6 +20,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from audit.admin import AuditedAdminMixin
+from audit.services import actor_from_request, record
 from jobs.models import Job
 from teams.models import (
     CREDITS_AVAILABLE,
@@ -34,6 +37,7 @@ from teams.services import (
     create_team,
     issue_key,
     resume_team,
+    revoke_keys,
     suspend_team,
     update_team,
 )
@@ -137,7 +141,7 @@ def changed_values(form, allowed) -> dict:
 
 
 @admin.register(Organization)
-class OrganizationAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class OrganizationAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ("id", "name", "status", "team_count", "created_at")
     list_filter = ("status",)
     search_fields = ("id", "name")
@@ -243,7 +247,7 @@ class AddCreditsForm(forms.Form):
 
 
 @admin.register(Team)
-class TeamAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Teams are created with ``create_team`` and changed with ``update_team``.
 
     Balances and status are read-only on the form. Balances change through
@@ -416,13 +420,21 @@ class TeamAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Issue a new key", permissions=["change"])
     def issue_new_key(self, request, queryset):
-        actor = request.user.get_username()
+        actor = actor_from_request(request)
         teams = list(queryset)
+        issued = []
         with transaction.atomic():
-            issued = [
-                (team, issue_key(team=team, name="admin", created_by=actor)[1])
-                for team in teams
-            ]
+            for team in teams:
+                key, plaintext = issue_key(
+                    team=team, name="admin", created_by=actor.name
+                )
+                record(
+                    actor=actor,
+                    action="key.issue",
+                    obj=key,
+                    changes={"team": [None, team.pk], "name": [None, key.name]},
+                )
+                issued.append((team, plaintext))
         for team, plaintext in issued:
             self.message_new_key(request, team, plaintext)
         return self.render_new_keys(request, teams)
@@ -444,15 +456,25 @@ class TeamAdmin(ServiceAdminMixin, admin.ModelAdmin):
             )
 
         amount = form.cleaned_data["amount"]
-        actor = request.user.get_username()
+        actor = actor_from_request(request)
         team_ids = list(queryset.values_list("pk", flat=True))
         with transaction.atomic():
             for team_id in team_ids:
-                allocate_credits(
+                entry = allocate_credits(
                     team_id=team_id,
                     amount=amount,
                     reason=form.cleaned_data["reason"],
+                    actor=actor.name,
+                )
+                record(
                     actor=actor,
+                    action="credits.add",
+                    object_type="team",
+                    object_id=team_id,
+                    changes={
+                        "balance": [entry.balance_before, entry.balance_after],
+                        "reason": [None, entry.reason],
+                    },
                 )
         self.message_user(
             request,
@@ -463,26 +485,39 @@ class TeamAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Suspend", permissions=["change"])
     def suspend_teams(self, request, queryset):
-        team_ids = list(
-            queryset.exclude(status=Team.Status.SUSPENDED).values_list("pk", flat=True)
+        teams = list(
+            queryset.exclude(status=Team.Status.SUSPENDED).values_list("pk", "status")
         )
-        for team_id in team_ids:
-            suspend_team(team_id=team_id)
-        self.message_user(
-            request, f"Suspended {len(team_ids)} team(s).", messages.SUCCESS
-        )
+        for team_id, status in teams:
+            with transaction.atomic():
+                suspend_team(team_id=team_id)
+                self.record_status_change(
+                    request, "team.suspend", team_id, status, Team.Status.SUSPENDED
+                )
+        self.message_user(request, f"Suspended {len(teams)} team(s).", messages.SUCCESS)
 
     @admin.action(description="Resume", permissions=["change"])
     def resume_teams(self, request, queryset):
-        team_ids = list(
+        teams = list(
             queryset.filter(
                 status__in=[Team.Status.SUSPENDED, Team.Status.PAUSED]
-            ).values_list("pk", flat=True)
+            ).values_list("pk", "status")
         )
-        for team_id in team_ids:
-            resume_team(team_id=team_id)
-        self.message_user(
-            request, f"Resumed {len(team_ids)} team(s).", messages.SUCCESS
+        for team_id, status in teams:
+            with transaction.atomic():
+                resume_team(team_id=team_id)
+                self.record_status_change(
+                    request, "team.resume", team_id, status, Team.Status.ACTIVE
+                )
+        self.message_user(request, f"Resumed {len(teams)} team(s).", messages.SUCCESS)
+
+    def record_status_change(self, request, action, team_id, before, after):
+        record(
+            actor=actor_from_request(request),
+            action=action,
+            object_type="team",
+            object_id=team_id,
+            changes={"status": [before, after]},
         )
 
     @admin.display(description="remaining", ordering="remaining_credits")
@@ -522,7 +557,7 @@ class KeyStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(VirtualKey)
-class VirtualKeyAdmin(ChangedFieldsMixin, admin.ModelAdmin):
+class VirtualKeyAdmin(AuditedAdminMixin, ChangedFieldsMixin, admin.ModelAdmin):
     """Keys are issued from the team list and never shown again.
 
     The digest is excluded from every form and list.
@@ -581,12 +616,17 @@ class VirtualKeyAdmin(ChangedFieldsMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke", permissions=["change"])
     def revoke_keys(self, request, queryset):
-        # TODO: call a teams.services revoke function once the key API has
-        # one, so the admin and the API share the write.
-        revoked = queryset.filter(revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
-        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+        actor = actor_from_request(request)
+        with transaction.atomic():
+            keys = revoke_keys(keys=queryset, actor=actor.name)
+            for key in keys:
+                record(
+                    actor=actor,
+                    action="key.revoke",
+                    obj=key,
+                    changes={"revoked_at": [None, key.revoked_at]},
+                )
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
 
 
 @admin.register(CreditTransaction)

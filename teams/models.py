@@ -152,6 +152,10 @@ class VirtualKey(models.Model):
         indexes = [
             models.Index(fields=["team", "created_at"], name="virtualkey_team_idx")
         ]
+        constraints = [
+            # The prefix is the key's public id in URLs and commands.
+            models.UniqueConstraint(fields=["prefix"], name="virtualkey_prefix_unique"),
+        ]
 
     def __str__(self):
         return self.display

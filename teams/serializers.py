@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.models import AccessGroup, ModelAlias
+from teams.keys import DEFAULT_GRACE_PERIOD, MAX_GRACE_PERIOD, KeyState, key_state
 from teams.models import (
     CreditTransaction,
     Organization,
@@ -26,6 +27,8 @@ MAX_CREDITS_PER_GRANT = 10**12
 MAX_TOKENS_PER_CREDIT = 2_147_483_647  # PositiveIntegerField's limit.
 MAX_REFILL_AMOUNT = 2_147_483_647  # PositiveIntegerField's limit.
 MAX_MARKUP_PERCENT = Decimal(1000)
+DEFAULT_GRACE_PERIOD_HOURS = int(DEFAULT_GRACE_PERIOD.total_seconds() // 3600)
+MAX_GRACE_PERIOD_HOURS = int(MAX_GRACE_PERIOD.total_seconds() // 3600)
 
 # A create route shares its path prefix with the detail route, so an object
 # named "create" could be created but never read back.
@@ -277,6 +280,68 @@ class TeamCreatedSerializer(NewKeyMixin, TeamSerializer):
 
 class IssuedKeySerializer(NewKeyMixin, serializers.Serializer):
     team_id = serializers.CharField(source="id")
+
+
+class KeyDetailSerializer(serializers.ModelSerializer):
+    """A key's identifiers, state and dates, never the key or its digest.
+
+    ``key_id`` is the key's prefix, which addresses it in URLs.
+    """
+
+    key_id = serializers.CharField(source="prefix")
+    team_id = serializers.CharField()
+    display = serializers.CharField()
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VirtualKey
+        fields = [
+            "key_id",
+            "team_id",
+            "name",
+            "prefix",
+            "last_four",
+            "display",
+            "state",
+            "created_at",
+            "created_by",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=KeyState.choices))
+    def get_state(self, key: VirtualKey) -> str:
+        return key_state(key, timezone.now())
+
+
+class KeyFilterSerializer(serializers.Serializer):
+    state = CaseInsensitiveChoiceField(choices=KeyState.choices, required=False)
+
+
+class KeyRotateSerializer(serializers.Serializer):
+    grace_period_hours = StrictIntegerField(
+        min_value=0,
+        max_value=MAX_GRACE_PERIOD_HOURS,
+        default=DEFAULT_GRACE_PERIOD_HOURS,
+        help_text="Hours the old key keeps working; 0 revokes it at once.",
+    )
+    name = serializers.CharField(
+        max_length=100,
+        required=False,
+        default="",
+        help_text="Name of the new key (default: the old key's name).",
+    )
+
+
+class RotatedKeySerializer(serializers.Serializer):
+    """The response of a rotation, the only response that contains the new key."""
+
+    team_id = serializers.CharField(source="new_key.team_id")
+    virtual_key = serializers.CharField()
+    key = KeyDetailSerializer(source="new_key")
+    replaced_key = KeyDetailSerializer(source="old_key")
 
 
 TEAM_NAME_FIELD_OPTIONS = {"max_length": 200, "required": False, "allow_blank": True}
@@ -604,3 +669,8 @@ class MarkupResultSerializer(serializers.ModelSerializer):
         model = Team
         fields = ["team_id", "markup_percent"]
         read_only_fields = fields
+
+
+class OrganizationUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=200)
+    metadata = serializers.DictField(required=False)

@@ -11,11 +11,12 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from jobs.models import Job
 from saasllm.errors import (
@@ -25,7 +26,14 @@ from saasllm.errors import (
     NotFound,
     ValidationFailed,
 )
-from teams.keys import generate_key
+from teams.keys import (
+    MAX_GRACE_PERIOD,
+    KeyState,
+    generate_key,
+    key_state,
+    key_state_filter,
+    parse_key_reference,
+)
 from teams.models import (
     CREDITS_AVAILABLE,
     CreditTransaction,
@@ -91,6 +99,10 @@ def issue_key(
 ) -> tuple[VirtualKey, str]:
     """Issue a new key for the team and return it with its plaintext."""
     new_key = generate_key()
+    # The prefix is the key's id in URLs and commands, so it must not repeat;
+    # the unique constraint on it rejects the rare concurrent duplicate.
+    while VirtualKey.objects.filter(prefix=new_key.prefix).exists():
+        new_key = generate_key()
     key = VirtualKey.objects.create(
         team=team,
         name=name,
@@ -102,6 +114,172 @@ def issue_key(
     )
     logger.info("Issued key %s for team %s", key.display, team.id)
     return key, new_key.plaintext
+
+
+def get_team_key(*, team_id: str, prefix: str) -> VirtualKey:
+    """Return the team's key with this prefix, or raise 404 for any other key."""
+    key = (
+        VirtualKey.objects.filter(team_id=team_id, prefix=prefix)
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if key is None:
+        # The message leaves the path segment out: it might be a whole key.
+        raise NotFound(f"Key not found in team {team_id}.", code="key_not_found")
+    return key
+
+
+def get_key_by_reference(reference: str) -> VirtualKey:
+    """Return the one key, of any team, that a prefix or a key display names.
+
+    Raises 400 ``invalid_key_reference`` for anything else and 404
+    ``key_not_found`` when no key matches. A prefix that matches keys of
+    several teams raises 409 ``ambiguous_key``, and their displays tell
+    them apart.
+    """
+    try:
+        prefix, last_four = parse_key_reference(reference)
+    except ValueError as exc:
+        raise ApiError(str(exc), code="invalid_key_reference") from None
+
+    keys = VirtualKey.objects.filter(prefix=prefix).order_by("created_at", "pk")
+    if last_four is not None:
+        keys = keys.filter(last_four=last_four)
+    matches = list(keys[:2])
+    if not matches:
+        raise NotFound(f"No key has the prefix {prefix}.", code="key_not_found")
+    if len(matches) > 1:
+        raise Conflict(
+            f"Several keys have the prefix {prefix}. Name one by its display, "
+            "such as sk-ab12cd34...wxyz.",
+            code="ambiguous_key",
+        )
+    return matches[0]
+
+
+def _lock_key(key: VirtualKey) -> VirtualKey:
+    return VirtualKey.objects.select_for_update().get(pk=key.pk)
+
+
+def _check_key_usable(key: VirtualKey, now: datetime) -> None:
+    state = key_state(key, now)
+    if state == KeyState.REVOKED:
+        raise Conflict(
+            f"Key {key.display} is revoked and cannot be rotated. Issue a new key.",
+            code="key_revoked",
+        )
+    if state == KeyState.EXPIRED:
+        raise Conflict(
+            f"Key {key.display} has expired and cannot be rotated. Issue a new key.",
+            code="key_expired",
+        )
+
+
+@transaction.atomic
+def rotate_key(
+    *, key: VirtualKey, grace_period: timedelta, actor: str, name: str = ""
+) -> tuple[VirtualKey, str]:
+    """Issue a successor to ``key`` and make ``key`` stop working after ``grace_period``.
+
+    The successor belongs to the same team and keeps the old key's name
+    (unless ``name`` is given) and its expiry date, so rotating never extends
+    a key's lifetime. The old key expires at now + ``grace_period``, or
+    earlier if it was due to expire earlier. A zero grace period revokes it
+    at once. Raises 409 ``key_revoked`` or ``key_expired`` for a key that no
+    longer works. Returns the new key row and its plaintext, which is not
+    stored.
+    """
+    if not timedelta(0) <= grace_period <= MAX_GRACE_PERIOD:
+        raise ValueError(f"The grace period must be 0 to {MAX_GRACE_PERIOD}.")
+    old_key = _lock_key(key)
+    now = timezone.now()
+    _check_key_usable(old_key, now)
+
+    new_key, plaintext = issue_key(
+        team=old_key.team,
+        name=name or old_key.name,
+        created_by=actor,
+        expires_at=old_key.expires_at,
+    )
+    if not grace_period:
+        old_key.revoked_at = now
+        old_key.save(update_fields=["revoked_at"])
+    elif old_key.expires_at is None or now + grace_period < old_key.expires_at:
+        old_key.expires_at = now + grace_period
+        old_key.save(update_fields=["expires_at"])
+
+    logger.info(
+        "Rotated key %s of team %s to %s by %s, old key valid until %s",
+        old_key.display,
+        old_key.team_id,
+        new_key.display,
+        actor,
+        old_key.revoked_at or old_key.expires_at,
+    )
+    return new_key, plaintext
+
+
+@transaction.atomic
+def revoke_key(*, key: VirtualKey, actor: str) -> VirtualKey:
+    """Revoke the key at once and return it. Revoking a revoked key changes nothing."""
+    revoked = _lock_key(key)
+    if revoked.revoked_at is None:
+        revoked.revoked_at = timezone.now()
+        revoked.save(update_fields=["revoked_at"])
+        logger.info(
+            "Revoked key %s of team %s by %s",
+            revoked.display,
+            revoked.team_id,
+            actor,
+        )
+    return revoked
+
+
+@transaction.atomic
+def revoke_keys(
+    *, keys: QuerySet, actor: str, dry_run: bool = False
+) -> list[VirtualKey]:
+    """Revoke the unrevoked keys of ``keys`` and return them, oldest first.
+
+    In a dry run nothing changes and the keys that would be revoked are
+    returned.
+    """
+    revoked = list(
+        keys.select_for_update()
+        .filter(revoked_at__isnull=True)
+        .order_by("created_at", "pk")
+    )
+    if dry_run or not revoked:
+        return revoked
+
+    now = timezone.now()
+    VirtualKey.objects.filter(pk__in=[key.pk for key in revoked]).update(revoked_at=now)
+    for key in revoked:
+        key.revoked_at = now
+        logger.info("Revoked key %s of team %s by %s", key.display, key.team_id, actor)
+    return revoked
+
+
+@transaction.atomic
+def revoke_team_keys(
+    *, team_id: str, actor: str, dry_run: bool = False
+) -> list[VirtualKey]:
+    """Revoke every unrevoked key of the team, or raise 404 for an unknown team."""
+    if not Team.objects.filter(pk=team_id).exists():
+        raise NotFound(f"Team {team_id} not found.", code="team_not_found")
+    keys = VirtualKey.objects.filter(team_id=team_id)
+    return revoke_keys(keys=keys, actor=actor, dry_run=dry_run)
+
+
+@transaction.atomic
+def revoke_expired_keys(*, now: datetime, dry_run: bool = False) -> list[VirtualKey]:
+    """Mark keys whose expiry has passed as revoked.
+
+    Expired keys are rejected anyway, so this only keeps lists tidy and
+    states final.
+    """
+    expired = VirtualKey.objects.filter(key_state_filter(KeyState.EXPIRED, now))
+    return revoke_keys(keys=expired, actor="expiry", dry_run=dry_run)
 
 
 def _lock_team(team_id: str) -> Team:
@@ -271,6 +449,68 @@ def suspend_team(*, team_id: str) -> Team:
         team.save(update_fields=["status", "updated_at"])
         logger.info("Suspended team %s", team.id)
     return team
+
+
+@transaction.atomic
+def pause_team(*, team_id: str) -> Team:
+    """Pause an active team so its keys get 403 ``team_paused``, or raise 409.
+
+    Pausing is the temporary stop (an unpaid invoice, a runaway client);
+    suspension is the stronger administrative one and is not downgraded.
+    """
+    team = _lock_team(team_id)
+    if team.status == Team.Status.PAUSED:
+        return team
+    if team.status != Team.Status.ACTIVE:
+        raise Conflict(
+            f"Team {team.id} is {team.status}; only an active team can be paused.",
+            code="invalid_status",
+        )
+
+    team.status = Team.Status.PAUSED
+    team.save(update_fields=["status", "updated_at"])
+    logger.info("Paused team %s", team.id)
+    return team
+
+
+def _lock_organization(organization_id: str) -> Organization:
+    organization = (
+        Organization.objects.select_for_update().filter(pk=organization_id).first()
+    )
+    if organization is None:
+        raise NotFound(
+            f"Organization '{organization_id}' not found.",
+            code="organization_not_found",
+        )
+    return organization
+
+
+@transaction.atomic
+def set_organization_status(*, organization_id: str, status: str) -> Organization:
+    """Suspend or resume an organization; its teams' keys get 403 while suspended."""
+    organization = _lock_organization(organization_id)
+    if organization.status != status:
+        organization.status = status
+        organization.save(update_fields=["status", "updated_at"])
+        logger.info("Set organization %s to %s", organization.id, status)
+    return organization
+
+
+@transaction.atomic
+def update_organization(
+    *, organization_id: str, name: str | None = None, metadata: dict | None = None
+) -> Organization:
+    """Rename an organization or replace its metadata."""
+    organization = _lock_organization(organization_id)
+    update_fields = ["updated_at"]
+    if name is not None:
+        organization.name = name
+        update_fields.append("name")
+    if metadata is not None:
+        organization.metadata = metadata
+        update_fields.append("metadata")
+    organization.save(update_fields=update_fields)
+    return organization
 
 
 @transaction.atomic

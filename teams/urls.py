@@ -1,6 +1,7 @@
 from django.urls import path
 
 from teams import views
+from teams.models import Organization
 
 # Each create route comes before the detail route that would match it, and
 # the name "create" is reserved for that reason.
@@ -33,14 +34,44 @@ urlpatterns = [
         name="admin-team-suspend",
     ),
     path(
+        "api/teams/<str:team_id>/pause",
+        views.TeamPauseView.as_view(),
+        name="admin-team-pause",
+    ),
+    path(
+        "api/organizations/<str:organization_id>/suspend",
+        views.OrganizationStatusView.as_view(status=Organization.Status.SUSPENDED),
+        name="admin-organization-suspend",
+    ),
+    path(
+        "api/organizations/<str:organization_id>/resume",
+        views.OrganizationStatusView.as_view(status=Organization.Status.ACTIVE),
+        name="admin-organization-resume",
+    ),
+    path(
         "api/teams/<str:team_id>/resume",
         views.TeamResumeView.as_view(),
         name="admin-team-resume",
     ),
     path(
         "api/teams/<str:team_id>/keys",
-        views.TeamKeyCreateView.as_view(),
+        views.TeamKeysView.as_view(),
         name="admin-team-keys",
+    ),
+    path(
+        "api/teams/<str:team_id>/keys/<str:prefix>",
+        views.TeamKeyDetailView.as_view(),
+        name="admin-team-key-detail",
+    ),
+    path(
+        "api/teams/<str:team_id>/keys/<str:prefix>/rotate",
+        views.TeamKeyRotateView.as_view(),
+        name="admin-team-key-rotate",
+    ),
+    path(
+        "api/teams/<str:team_id>/keys/<str:prefix>/revoke",
+        views.TeamKeyRevokeView.as_view(),
+        name="admin-team-key-revoke",
     ),
     path(
         "api/teams/<str:team_id>/access-groups",

@@ -5,10 +5,12 @@ admits only a request with a valid ``X-Admin-Key``.
 """
 
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -16,6 +18,7 @@ from catalog.models import AccessGroup
 from saasllm.errors import Conflict, NotFound
 from saasllm.views import AdminView, query_filters, validated_data
 from teams import serializers
+from teams.keys import key_state_filter
 from teams.models import Organization, Team, VirtualKey
 from teams.services import (
     adjust_credits,
@@ -23,18 +26,31 @@ from teams.services import (
     configure_auto_refill,
     create_organization,
     create_team,
+    get_team_key,
     issue_key,
+    pause_team,
     refund_job,
     replenish_credits,
     resume_team,
+    revoke_key,
+    rotate_key,
+    set_organization_status,
     set_team_access_groups,
     suspend_team,
+    update_organization,
     update_team,
 )
 
 ORGANIZATIONS_TAG = "admin: organizations"
 TEAMS_TAG = "admin: teams"
 CREDITS_TAG = "admin: credits"
+KEYS_TAG = "admin: keys"
+KEY_ID_PARAMETER = OpenApiParameter(
+    "prefix",
+    str,
+    OpenApiParameter.PATH,
+    description="The key's id: its prefix, the 8 characters after sk-.",
+)
 
 
 @contextmanager
@@ -74,6 +90,9 @@ def require_team(team_id: str) -> None:
 
 
 class OrganizationCreateView(AdminView):
+    permission_model = "teams.Organization"
+    audit_action = "organization.create"
+
     @extend_schema(
         tags=[ORGANIZATIONS_TAG],
         request=serializers.OrganizationCreateSerializer,
@@ -93,6 +112,8 @@ class OrganizationCreateView(AdminView):
 
 
 class OrganizationListView(AdminView):
+    permission_model = "teams.Organization"
+
     @extend_schema(
         tags=[ORGANIZATIONS_TAG],
         responses=serializers.OrganizationSerializer(many=True),
@@ -105,6 +126,8 @@ class OrganizationListView(AdminView):
 
 
 class OrganizationDetailView(AdminView):
+    permission_model = "teams.Organization"
+
     @extend_schema(
         tags=[ORGANIZATIONS_TAG], responses=serializers.OrganizationSerializer
     )
@@ -114,8 +137,29 @@ class OrganizationDetailView(AdminView):
             raise NotFound(f"Organization {organization_id} not found.")
         return Response(serializers.OrganizationSerializer(organization).data)
 
+    @extend_schema(
+        tags=[ORGANIZATIONS_TAG],
+        request=serializers.OrganizationUpdateSerializer,
+        responses=serializers.OrganizationSerializer,
+    )
+    def patch(self, request, organization_id: str):
+        data = validated_data(serializers.OrganizationUpdateSerializer, request.data)
+        organization = update_organization(organization_id=organization_id, **data)
+        return Response(serializers.OrganizationSerializer(organization).data)
+
+    @extend_schema(
+        tags=[ORGANIZATIONS_TAG],
+        request=serializers.OrganizationUpdateSerializer,
+        responses=serializers.OrganizationSerializer,
+    )
+    def put(self, request, organization_id: str):
+        return self.patch(request, organization_id)
+
 
 class TeamCreateView(AdminView):
+    permission_model = "teams.Team"
+    audit_action = "team.create"
+
     @extend_schema(
         tags=[TEAMS_TAG],
         request=serializers.TeamCreateSerializer,
@@ -150,6 +194,8 @@ class TeamCreateView(AdminView):
 
 
 class TeamListView(AdminView):
+    permission_model = "teams.Team"
+
     @extend_schema(
         tags=[TEAMS_TAG],
         parameters=[serializers.TeamFilterSerializer],
@@ -167,6 +213,9 @@ class TeamListView(AdminView):
 
 
 class TeamDetailView(AdminView):
+    permission_model = "teams.Team"
+    audit_action = "team.update"
+
     @extend_schema(tags=[TEAMS_TAG], responses=serializers.TeamSerializer)
     def get(self, request, team_id: str):
         return Response(serializers.TeamSerializer(get_team_or_404(team_id)).data)
@@ -201,6 +250,10 @@ class TeamDetailView(AdminView):
 
 
 class TeamSuspendView(AdminView):
+    permission_model = "teams.Team"
+    required_permissions = {"POST": "teams.change_team"}
+    audit_action = "team.suspend"
+
     @extend_schema(tags=[TEAMS_TAG], request=None, responses=serializers.TeamSerializer)
     def put(self, request, team_id: str):
         require_team(team_id)
@@ -213,6 +266,10 @@ class TeamSuspendView(AdminView):
 
 
 class TeamResumeView(AdminView):
+    permission_model = "teams.Team"
+    required_permissions = {"POST": "teams.change_team"}
+    audit_action = "team.resume"
+
     @extend_schema(
         tags=[TEAMS_TAG],
         request=None,
@@ -229,9 +286,80 @@ class TeamResumeView(AdminView):
         return self.put(request, team_id)
 
 
-class TeamKeyCreateView(AdminView):
+class TeamPauseView(AdminView):
+    permission_model = "teams.Team"
+    required_permissions = {"POST": "teams.change_team"}
+    audit_action = "team.pause"
+
     @extend_schema(
         tags=[TEAMS_TAG],
+        request=None,
+        responses=serializers.TeamSerializer,
+        description="Pause an active team: its keys get 403 team_paused until resumed.",
+    )
+    def put(self, request, team_id: str):
+        require_team(team_id)
+        pause_team(team_id=team_id)
+        return Response(serializers.TeamSerializer(get_team_or_404(team_id)).data)
+
+    @extend_schema(tags=[TEAMS_TAG], request=None, responses=serializers.TeamSerializer)
+    def post(self, request, team_id: str):
+        return self.put(request, team_id)
+
+
+class OrganizationStatusView(AdminView):
+    """Suspend or resume an organization and with it the use of all its teams."""
+
+    permission_model = "teams.Organization"
+    required_permissions = {"POST": "teams.change_organization"}
+
+    status: str = ""
+
+    @extend_schema(
+        tags=[ORGANIZATIONS_TAG],
+        request=None,
+        responses=serializers.OrganizationSerializer,
+    )
+    def put(self, request, organization_id: str):
+        organization = set_organization_status(
+            organization_id=organization_id, status=self.status
+        )
+        return Response(serializers.OrganizationSerializer(organization).data)
+
+    @extend_schema(
+        tags=[ORGANIZATIONS_TAG],
+        request=None,
+        responses=serializers.OrganizationSerializer,
+    )
+    def post(self, request, organization_id: str):
+        return self.put(request, organization_id)
+
+
+class TeamKeysView(AdminView):
+    permission_model = "teams.VirtualKey"
+    audit_action = "key.issue"
+
+    @extend_schema(
+        tags=[KEYS_TAG],
+        parameters=[serializers.KeyFilterSerializer],
+        responses=serializers.KeyDetailSerializer(many=True),
+        description=(
+            "List the team's keys, oldest first, without the keys themselves. "
+            "`state` is active, expiring (still valid, with an expiry date), "
+            "expired or revoked."
+        ),
+    )
+    def get(self, request, team_id: str):
+        require_team(team_id)
+        filters = query_filters(request, serializers.KeyFilterSerializer)
+
+        keys = VirtualKey.objects.filter(team_id=team_id).order_by("created_at", "id")
+        if "state" in filters:
+            keys = keys.filter(key_state_filter(filters["state"], timezone.now()))
+        return self.paginated_response(keys, serializers.KeyDetailSerializer)
+
+    @extend_schema(
+        tags=[KEYS_TAG],
         request=serializers.KeyCreateSerializer,
         responses={201: serializers.IssuedKeySerializer},
         description=(
@@ -252,7 +380,81 @@ class TeamKeyCreateView(AdminView):
         return Response(response.data, status=status.HTTP_201_CREATED)
 
 
+class TeamKeyDetailView(AdminView):
+    permission_model = "teams.VirtualKey"
+
+    @extend_schema(
+        tags=[KEYS_TAG],
+        parameters=[KEY_ID_PARAMETER],
+        responses=serializers.KeyDetailSerializer,
+    )
+    def get(self, request, team_id: str, prefix: str):
+        key = get_team_key(team_id=team_id, prefix=prefix)
+        return Response(serializers.KeyDetailSerializer(key).data)
+
+
+class TeamKeyRotateView(AdminView):
+    permission_model = "teams.VirtualKey"
+    required_permissions = {"POST": ("teams.add_virtualkey", "teams.change_virtualkey")}
+    audit_action = "key.rotate"
+
+    @extend_schema(
+        tags=[KEYS_TAG],
+        parameters=[KEY_ID_PARAMETER],
+        request=serializers.KeyRotateSerializer,
+        responses={201: serializers.RotatedKeySerializer},
+        description=(
+            "Issue a successor to the key. The new key is returned in "
+            "`virtual_key` by this response only. The old key keeps working "
+            "for `grace_period_hours` (default 24; 0 revokes it at once) "
+            "unless it was due to expire sooner. The new key keeps the old "
+            "key's expiry date. A revoked or expired key is 409."
+        ),
+    )
+    def post(self, request, team_id: str, prefix: str):
+        key = get_team_key(team_id=team_id, prefix=prefix)
+        data = validated_data(serializers.KeyRotateSerializer, request.data)
+
+        new_key, plaintext = rotate_key(
+            key=key,
+            grace_period=timedelta(hours=data["grace_period_hours"]),
+            actor=self.actor,
+            name=data["name"],
+        )
+
+        key.refresh_from_db()
+        rotation = {"new_key": new_key, "old_key": key, "virtual_key": plaintext}
+        response = serializers.RotatedKeySerializer(rotation)
+        return Response(response.data, status=status.HTTP_201_CREATED)
+
+
+class TeamKeyRevokeView(AdminView):
+    permission_model = "teams.VirtualKey"
+    required_permissions = {"POST": "teams.change_virtualkey"}
+    audit_action = "key.revoke"
+
+    @extend_schema(
+        tags=[KEYS_TAG],
+        parameters=[KEY_ID_PARAMETER],
+        request=None,
+        responses=serializers.KeyDetailSerializer,
+        description=(
+            "Revoke the key: the next request with it gets 401 on every "
+            "worker. Revoking a revoked key returns it unchanged."
+        ),
+    )
+    def post(self, request, team_id: str, prefix: str):
+        key = get_team_key(team_id=team_id, prefix=prefix)
+
+        key = revoke_key(key=key, actor=self.actor)
+
+        return Response(serializers.KeyDetailSerializer(key).data)
+
+
 class TeamAccessGroupsView(AdminView):
+    permission_model = "teams.Team"
+    audit_action = "team.update"
+
     @extend_schema(
         tags=[TEAMS_TAG],
         request=serializers.TeamAccessGroupsSerializer,
@@ -275,6 +477,9 @@ class TeamAccessGroupsView(AdminView):
 
 
 class CreditAddView(AdminView):
+    permission_model = "teams.CreditTransaction"
+    audit_action = "credits.add"
+
     @extend_schema(
         tags=[CREDITS_TAG],
         request=serializers.CreditAddSerializer,
@@ -296,6 +501,9 @@ class CreditAddView(AdminView):
 
 
 class CreditReplenishView(AdminView):
+    permission_model = "teams.CreditTransaction"
+    audit_action = "credits.replenish"
+
     @extend_schema(
         tags=[CREDITS_TAG],
         request=serializers.ReplenishSerializer,
@@ -324,6 +532,9 @@ class CreditReplenishView(AdminView):
 
 
 class CreditRefundView(AdminView):
+    permission_model = "teams.CreditTransaction"
+    audit_action = "credits.refund"
+
     @extend_schema(
         tags=[CREDITS_TAG],
         request=serializers.RefundSerializer,
@@ -349,6 +560,9 @@ class CreditRefundView(AdminView):
 
 
 class CreditAdjustView(AdminView):
+    permission_model = "teams.CreditTransaction"
+    audit_action = "credits.adjust"
+
     @extend_schema(
         tags=[CREDITS_TAG],
         request=serializers.AdjustSerializer,
@@ -369,6 +583,9 @@ class CreditAdjustView(AdminView):
 
 
 class BudgetModeView(AdminView):
+    permission_model = "teams.Team"
+    audit_action = "team.update"
+
     @extend_schema(
         tags=[CREDITS_TAG],
         request=serializers.BudgetModeSerializer,
@@ -385,6 +602,9 @@ class BudgetModeView(AdminView):
 
 
 class ConversionRatesView(AdminView):
+    permission_model = "teams.Team"
+    audit_action = "team.update"
+
     @extend_schema(tags=[CREDITS_TAG], responses=serializers.ConversionRatesSerializer)
     def get(self, request, team_id: str):
         team = Team.objects.filter(pk=team_id).first()
@@ -408,6 +628,10 @@ class ConversionRatesView(AdminView):
 
 
 class AutoRefillView(AdminView):
+    permission_model = "teams.Team"
+    required_permissions = {"POST": "teams.change_team"}
+    audit_action = "team.update"
+
     @extend_schema(
         tags=[CREDITS_TAG],
         request=serializers.AutoRefillSerializer,
@@ -428,6 +652,9 @@ class AutoRefillView(AdminView):
 
 
 class TeamMarkupView(AdminView):
+    permission_model = "teams.Team"
+    audit_action = "team.update"
+
     @extend_schema(
         tags=[TEAMS_TAG],
         request=serializers.MarkupSerializer,

@@ -30,7 +30,11 @@ ADMIN_ROUTES = [
     ("post", "/api/teams/acme-research/suspend"),
     ("put", "/api/teams/acme-research/resume"),
     ("post", "/api/teams/acme-research/resume"),
+    ("get", "/api/teams/acme-research/keys"),
     ("post", "/api/teams/acme-research/keys"),
+    ("get", "/api/teams/acme-research/keys/ab12cd34"),
+    ("post", "/api/teams/acme-research/keys/ab12cd34/rotate"),
+    ("post", "/api/teams/acme-research/keys/ab12cd34/revoke"),
     ("put", "/api/teams/acme-research/access-groups"),
     ("post", "/api/credits/teams/acme-research/add"),
     ("patch", "/api/teams/acme-research/markup"),
@@ -41,6 +45,14 @@ ADMIN_ROUTES = [
     ("get", "/api/credits/teams/acme-research/conversion-rates"),
     ("patch", "/api/credits/teams/acme-research/conversion-rates"),
     ("post", "/api/credits/teams/acme-research/configure-auto-refill"),
+    ("put", "/api/teams/acme-research/pause"),
+    ("post", "/api/teams/acme-research/pause"),
+    ("put", "/api/organizations/acme/suspend"),
+    ("post", "/api/organizations/acme/suspend"),
+    ("put", "/api/organizations/acme/resume"),
+    ("post", "/api/organizations/acme/resume"),
+    ("patch", "/api/organizations/acme"),
+    ("put", "/api/organizations/acme"),
 ]
 
 
@@ -128,7 +140,7 @@ def test_every_admin_route_uses_admin_view():
         if isinstance(pattern, URLPattern) and (pattern.name or "").startswith("admin-")
     ]
 
-    assert len(patterns) == 18
+    assert len(patterns) == 24
     for pattern in patterns:
         assert issubclass(pattern.callback.view_class, AdminView), pattern.name
 
