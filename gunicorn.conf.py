@@ -1,0 +1,50 @@
+"""Gunicorn settings: ``gunicorn -c gunicorn.conf.py saasllm.asgi:application``.
+
+Each worker process runs Django under uvicorn's event loop, so one worker
+serves many provider calls at once while they wait on the network.
+
+Extra gunicorn flags can be passed in GUNICORN_CMD_ARGS, for example
+``GUNICORN_CMD_ARGS="--access-logfile -"`` to turn on the access log.
+"""
+
+import os
+
+# Local by default. A container or platform sets HOST=0.0.0.0 and its PORT.
+bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
+
+# Database connection budget: every worker owns a psycopg pool of up to
+# DATABASE_POOL_MAX_SIZE connections, so one instance opens at most
+# WEB_CONCURRENCY x DATABASE_POOL_MAX_SIZE connections to PostgreSQL. Keep
+# that product at 25 or below (2 x 11 by default), which leaves room on a
+# server with PostgreSQL's default max_connections of 100 for other
+# instances, migrations and operators. settings.py reads the same variables,
+# and system check saasllm.W001 warns when the product exceeds 25.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "uvicorn_worker.UvicornWorker"
+
+# Seconds a worker may go without a heartbeat before the arbiter restarts it.
+# The uvicorn worker sends heartbeats from its event loop, so a long provider
+# call does not count against this, but a blocked event loop does. Start-up
+# includes importing litellm, which takes a few seconds.
+timeout = 60
+
+# Seconds that in-flight requests get to finish after SIGTERM (deploys,
+# restarts). A provider call may take PROVIDER_TIMEOUT_SECONDS, so allow that
+# plus a margin before the workers are killed.
+graceful_timeout = int(float(os.environ.get("PROVIDER_TIMEOUT_SECONDS", "60"))) + 15
+
+# Seconds an idle keep-alive connection stays open. This is longer than the
+# 60-second idle timeout of an AWS Application Load Balancer by default, so
+# the balancer closes idle connections first. Otherwise it may send a request
+# on a connection the gateway has just closed and return 502 to the client.
+keepalive = 75
+
+# Gunicorn's control socket (for gunicornc) defaults to one path per user, so
+# two instances on one machine would compete for it. Nothing here uses it.
+control_socket_disable = True
+
+# The gateway logs its own events. Per-request access lines are off unless
+# GUNICORN_CMD_ARGS turns them on.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
