@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.staticfiles.views import serve as serve_static
+from django.urls import include, path, re_path
+from django.views.decorators.cache import cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from saasllm import health
@@ -10,6 +12,14 @@ handler404 = "saasllm.errors.page_not_found"
 handler500 = "saasllm.errors.server_error"
 
 urlpatterns = [
+    # The admin's and the API docs' assets come from the app itself, in
+    # production too, so no page depends on another host or a separate
+    # static server. The set is small (admin, Swagger UI) and cacheable.
+    re_path(
+        r"^static/(?P<path>.*)$",
+        cache_control(public=True, max_age=86400)(serve_static),
+        {"insecure": True},
+    ),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

@@ -38,3 +38,23 @@ def test_docs_page_loads_only_local_assets(client):
     for asset in assets:
         assert asset.startswith("/static/drf_spectacular_sidecar/"), asset
     assert '"/api/schema/"' in html
+
+
+def test_docs_assets_are_served_by_the_app(client):
+    page = client.get("/api/docs/").content.decode()
+    asset = next(
+        part.split('"')[0]
+        for part in page.split('src="')[1:]
+        if part.startswith("/static/")
+    )
+
+    response = client.get(asset)
+
+    assert response.status_code == 200
+    assert "max-age=86400" in response["Cache-Control"]
+
+
+def test_admin_css_is_served_by_the_app(client):
+    response = client.get("/static/admin/css/base.css")
+
+    assert response.status_code == 200
