@@ -307,8 +307,12 @@ SPECTACULAR_SETTINGS = {
 
 # Failed Django admin logins allowed per username and per client address
 # within the window before further attempts get 429.
-ADMIN_LOGIN_FAILURES_PER_USERNAME = env_int("ADMIN_LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
-ADMIN_LOGIN_FAILURES_PER_ADDRESS = env_int("ADMIN_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+ADMIN_LOGIN_FAILURES_PER_USERNAME = env_int(
+    "ADMIN_LOGIN_FAILURES_PER_USERNAME", 5, minimum=1
+)
+ADMIN_LOGIN_FAILURES_PER_ADDRESS = env_int(
+    "ADMIN_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1
+)
 ADMIN_LOGIN_FAILURE_WINDOW_MINUTES = env_int(
     "ADMIN_LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1
 )
