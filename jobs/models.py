@@ -41,6 +41,8 @@ class Job(models.Model):
     call_count = models.PositiveIntegerField(default=0)
     calls_in_flight = models.PositiveIntegerField(default=0)
     accrued_credits = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    # Estimated credits of the calls in flight, reserved within the hold.
+    credits_reserved = models.DecimalField(max_digits=20, decimal_places=10, default=0)
 
     class Meta:
         ordering = ["-created_at"]

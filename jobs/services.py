@@ -94,13 +94,55 @@ class CallContext:
     prices: Prices
     rate_limit: ratelimit.RateLimitState | None = None
     slot: ratelimit.SlotLease | None = None
+    reservation: Decimal = Decimal(0)
 
     @property
     def team(self) -> Team:
         return self.key.team
 
 
-def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallContext:
+# Completion tokens assumed for a request that sets no max_tokens, when
+# reserving credits for a call in flight.
+# NOTE: a reply longer than this can overdraw a consumption-mode team by the
+# excess of each call in flight; send max_tokens for an exact bound.
+DEFAULT_COMPLETION_TOKENS_ESTIMATE = 1024
+# Characters per token assumed for prompts; real tokenizers average about
+# four for English, so three overestimates.
+CHARACTERS_PER_TOKEN_ESTIMATE = 3
+
+
+@dataclass(frozen=True)
+class CallSize:
+    """What the request says about a call's size, for its credit reservation."""
+
+    prompt_characters: int = 0
+    max_tokens: int | None = None
+
+    @classmethod
+    def of(cls, messages: list, max_tokens: int | None) -> "CallSize":
+        characters = sum(len(str(message.get("content") or "")) for message in messages)
+        return cls(prompt_characters=characters, max_tokens=max_tokens)
+
+
+def estimate_call_credits(*, team: Team, prices: Prices, size: CallSize) -> Decimal:
+    """Return the credits a call of ``size`` may cost at most, by a safe estimate."""
+    if team.budget_mode == Team.BudgetMode.JOB_BASED:
+        return Decimal(0)
+    prompt_tokens = -(-size.prompt_characters // CHARACTERS_PER_TOKEN_ESTIMATE)
+    completion_tokens = size.max_tokens or DEFAULT_COMPLETION_TOKENS_ESTIMATE
+    if team.budget_mode == Team.BudgetMode.CONSUMPTION_TOKENS:
+        return Decimal(prompt_tokens + completion_tokens) / Decimal(
+            team.tokens_per_credit
+        )
+    cost = client_cost(
+        provider_cost(prices, prompt_tokens, completion_tokens), team.markup_percent
+    )
+    return cost * team.credits_per_dollar
+
+
+def prepare_call(
+    *, authorization: str | None, job_id, alias_name: str, size: CallSize = CallSize()
+) -> CallContext:
     """Authenticate, load the open job and resolve the alias, then release the connection."""
     try:
         key = authenticate_key(authorization)
@@ -108,10 +150,12 @@ def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallC
         job = get_job_for_team(team=key.team, job_id=job_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
         target = provider_target(team=key.team, alias=alias)
+        prices = prices_for_alias(alias)
+        reservation = estimate_call_credits(team=key.team, prices=prices, size=size)
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
         try:
-            admit_call(team=key.team, job_id=job.id)
+            admit_call(team=key.team, job_id=job.id, reservation=reservation)
         except BaseException:
             ratelimit.release_call_slot(slot)
             raise
@@ -120,9 +164,10 @@ def prepare_call(*, authorization: str | None, job_id, alias_name: str) -> CallC
             job=job,
             alias=alias,
             target=target,
-            prices=prices_for_alias(alias),
+            prices=prices,
             rate_limit=rate_limit,
             slot=slot,
+            reservation=reservation,
         )
     finally:
         release_connection()
@@ -137,7 +182,11 @@ class NewJobRequest:
 
 
 def prepare_single_call(
-    *, authorization: str | None, new_job: NewJobRequest, alias_name: str
+    *,
+    authorization: str | None,
+    new_job: NewJobRequest,
+    alias_name: str,
+    size: CallSize = CallSize(),
 ) -> CallContext:
     """Authenticate, resolve the alias, then open a job and admit its one call.
 
@@ -149,6 +198,8 @@ def prepare_single_call(
         check_team_id(team=key.team, team_id=new_job.team_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
         target = provider_target(team=key.team, alias=alias)
+        prices = prices_for_alias(alias)
+        reservation = estimate_call_credits(team=key.team, prices=prices, size=size)
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
         try:
@@ -159,7 +210,7 @@ def prepare_single_call(
                     user_id=new_job.user_id,
                     metadata=new_job.metadata,
                 )
-                admit_call(team=key.team, job_id=job.id)
+                admit_call(team=key.team, job_id=job.id, reservation=reservation)
         except BaseException:
             ratelimit.release_call_slot(slot)
             raise
@@ -168,9 +219,10 @@ def prepare_single_call(
             job=job,
             alias=alias,
             target=target,
-            prices=prices_for_alias(alias),
+            prices=prices,
             rate_limit=rate_limit,
             slot=slot,
+            reservation=reservation,
         )
     finally:
         release_connection()
@@ -206,14 +258,15 @@ def _ceil_credits(value: Decimal) -> int:
 
 
 @transaction.atomic
-def admit_call(*, team: Team, job_id) -> None:
+def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None:
     """Count one more call of an open job in flight, or raise 409 or 402.
 
-    In consumption modes every call in flight needs one credit of headroom in
-    the job's hold on top of what the job has accrued. The hold grows from
-    the team's available balance, and a team that cannot cover it gets 402
-    before anything reaches the provider. A call that costs more than that
-    credit can overdraw the team by its excess, and no more.
+    In consumption modes the job's hold must cover what the job has accrued
+    plus a reservation for every call in flight, each the call's estimated
+    maximum cost. The hold grows from the team's available balance, and a
+    team that cannot cover it gets 402 before anything reaches the provider.
+    A call that costs more than its reservation can overdraw the team by the
+    excess, and no more.
     """
     job = Job.objects.select_for_update().get(pk=job_id)
     if not job.is_open:
@@ -230,7 +283,7 @@ def admit_call(*, team: Team, job_id) -> None:
 
     update_fields = ["call_count", "calls_in_flight"]
     if team.budget_mode != Team.BudgetMode.JOB_BASED:
-        needed = _ceil_credits(job.accrued_credits) + job.calls_in_flight + 1
+        needed = _ceil_credits(job.accrued_credits + job.credits_reserved + reservation)
         if needed > job.credits_held:
             growth = needed - job.credits_held
             try:
@@ -238,10 +291,13 @@ def admit_call(*, team: Team, job_id) -> None:
             except InsufficientCredits:
                 raise InsufficientCredits(
                     "The team's available credits cannot cover another call in "
-                    "this job. Complete the job or ask an administrator for credits."
+                    "this job. Complete the job, lower max_tokens or ask an "
+                    "administrator for credits."
                 ) from None
             job.credits_held += growth
             update_fields.append("credits_held")
+        job.credits_reserved += reservation
+        update_fields.append("credits_reserved")
     job.call_count += 1
     job.calls_in_flight += 1
     job.save(update_fields=update_fields)
@@ -334,7 +390,8 @@ def _finish_call(context: CallContext, *, accrued: Decimal, call_metadata: dict 
     job = Job.objects.select_for_update().get(pk=context.job.id)
     job.calls_in_flight = max(job.calls_in_flight - 1, 0)
     job.accrued_credits += accrued
-    update_fields = ["calls_in_flight", "accrued_credits"]
+    job.credits_reserved = max(job.credits_reserved - context.reservation, Decimal(0))
+    update_fields = ["calls_in_flight", "accrued_credits", "credits_reserved"]
     if job.status == Job.Status.PENDING:
         job.status = Job.Status.IN_PROGRESS
         job.started_at = timezone.now()
@@ -346,7 +403,7 @@ def _finish_call(context: CallContext, *, accrued: Decimal, call_metadata: dict 
         # The call's cost is already incurred, so the hold grows even past
         # the team's available balance: this is the bounded overdraw.
         shortfall = (
-            _ceil_credits(job.accrued_credits) + job.calls_in_flight - job.credits_held
+            _ceil_credits(job.accrued_credits + job.credits_reserved) - job.credits_held
         )
         if shortfall > 0:
             grow_hold(team_id=context.team.id, credits=shortfall)

@@ -184,6 +184,7 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             job_id=job_id,
             alias_name=data["model"],
+            size=services.CallSize.of(data["messages"], data.get("max_tokens")),
         )
         self.rate_limit_state = context.rate_limit
 
@@ -221,6 +222,7 @@ class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
                 metadata=data.get("job_metadata"),
             ),
             alias_name=data["model"],
+            size=services.CallSize.of(data["messages"], data.get("max_tokens")),
         )
         self.rate_limit_state = context.rate_limit
 

@@ -9,6 +9,12 @@ from jobs.services import credits_for_job
 from jobs.tests.conftest import post_json
 from teams.models import CreditTransaction, Team
 
+BOUNDED_CALL = {
+    "model": "chat-fast",
+    "messages": [{"role": "user", "content": "Summarise the quarterly report"}],
+    "max_tokens": 5,
+}
+
 
 def totals(successful_calls=1, tokens=0, cost="0"):
     return {
@@ -141,7 +147,8 @@ def test_tokens_team_charged_by_tokens(
     )
     job_id = create_job(fixture=counting)
     for _ in range(3):
-        call_job(job_id, fixture=counting)
+        response = call_job(job_id, BOUNDED_CALL, fixture=counting)
+        assert response.status_code == 200, response.content
 
     response = complete_job(job_id, fixture=counting)
 
@@ -149,32 +156,53 @@ def test_tokens_team_charged_by_tokens(
         LLMCall.objects.filter(job_id=job_id).values_list("total_tokens", flat=True)
     )
     assert response.json()["costs"]["credits_charged"] == max(1, tokens // 5)
-    assert Job.objects.get(pk=job_id).accrued_credits == Decimal(tokens) / 5
+    job = Job.objects.get(pk=job_id)
+    assert job.accrued_credits == Decimal(tokens) / 5
+    assert job.credits_reserved == 0
 
 
 def test_consumption_job_stops_when_credits_run_out(
     team_factory, create_job, call_job, fake_provider
 ):
-    # Each call costs more than one credit at one token per credit, and the
-    # team has 3 credits, so the job's hold must stop it after a few calls.
+    # At one token per credit each call reserves its estimated maximum
+    # (about 10 prompt tokens plus max_tokens 5) against 30 credits, so the
+    # job is refused before a call that the team might not cover.
     scarce = team_factory(
-        "scarce-team", credits=3, budget_mode="consumption_tokens", tokens_per_credit=1
+        "scarce-team", credits=30, budget_mode="consumption_tokens", tokens_per_credit=1
     )
     job_id = create_job(fixture=scarce)
     statuses = []
     for _ in range(5):
         fake_provider.requests.clear()
-        response = call_job(job_id, fixture=scarce)
+        response = call_job(job_id, BOUNDED_CALL, fixture=scarce)
         statuses.append(response.status_code)
         if response.status_code == 402:
             assert response.json()["code"] == "insufficient_credits"
             assert not fake_provider.requests
 
-    assert statuses[0] == 200
+    assert statuses[:2] == [200, 200]
     assert 402 in statuses
     job = Job.objects.get(pk=job_id)
     assert job.calls_in_flight == 0
+    assert job.credits_reserved == 0
     assert Team.objects.get(pk=scarce.id).credits_held == job.credits_held
+    assert job.credits_held <= 30
+
+
+def test_large_reservation_is_refused_up_front(team_factory, create_job, call_job):
+    # Without max_tokens a call reserves 1,024 completion tokens: more than
+    # this team can cover at one token per credit.
+    scarce = team_factory(
+        "tiny-team", credits=50, budget_mode="consumption_tokens", tokens_per_credit=1
+    )
+    job_id = create_job(fixture=scarce)
+
+    response = call_job(job_id, fixture=scarce)
+
+    assert response.status_code == 402
+    assert response.json()["code"] == "insufficient_credits"
+    assert not LLMCall.objects.filter(job_id=job_id).exists()
+    assert Job.objects.get(pk=job_id).credits_held == 1
 
 
 def test_call_limit_per_job(team, create_job, call_job):

@@ -1,11 +1,13 @@
 """Races on PostgreSQL: separate connections released together."""
 
 import threading
+from decimal import Decimal
 
 import pytest
 from django.db import connection, connections
 from django.test import Client
 
+from catalog.models import ModelAlias
 from jobs.models import Job, LLMCall
 from jobs.tests.conftest import post_json
 from teams.models import CreditTransaction, Team
@@ -138,6 +140,7 @@ def test_racing_usd_calls_overdraw_at_most_one_call(team_factory):
                 {
                     "model": "chat-fast",
                     "messages": [{"role": "user", "content": "go on"}],
+                    "max_tokens": 10,
                 },
                 paying.headers,
             )
@@ -163,3 +166,53 @@ def test_racing_usd_calls_overdraw_at_most_one_call(team_factory):
     assert overdraw <= max_call_credits
     assert team_row.credits_held == 0
     assert not Job.objects.filter(team_id=paying.id, calls_in_flight__gt=0).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_expensive_calls_stay_within_reservations(team_factory, access_group):
+    # About 2-5 credits per call: ten calls of one job race against 30 credits.
+    pricey = ModelAlias.objects.create(
+        alias="chat-pricey",
+        provider="openai_compatible",
+        provider_model="slow-0.3",
+        input_price_per_million=Decimal("50000"),
+        output_price_per_million=Decimal("50000"),
+    )
+    access_group.aliases.add(pricey)
+    paying = team_factory("usd-pricey", credits=30, budget_mode="consumption_usd")
+    created = post_json(
+        Client(), "/api/jobs/create", {"job_type": "race"}, paying.headers
+    )
+    job_id = created.json()["job_id"]
+
+    def call(_):
+        return post_json(
+            Client(),
+            f"/api/jobs/{job_id}/llm-call",
+            {
+                "model": "chat-pricey",
+                "messages": [{"role": "user", "content": "go on"}],
+                "max_tokens": 10,
+            },
+            paying.headers,
+        ).status_code
+
+    statuses = run_together(10, call)
+    post_json(
+        Client(),
+        f"/api/jobs/{job_id}/complete",
+        {"status": "completed"},
+        paying.headers,
+    )
+
+    team_row = Team.objects.get(pk=paying.id)
+    calls = LLMCall.objects.filter(team_id=paying.id)
+    max_call_credits = max(call.client_cost_usd * 10 for call in calls)
+    overdraw = max(0, -team_row.credits_remaining)
+    print(
+        f"admitted {statuses.count(200)} of 10; worst overdraw: {overdraw} credits; "
+        f"one call costs up to {max_call_credits:.4f}"
+    )
+    assert statuses.count(402) > 0
+    assert overdraw <= max_call_credits
+    assert team_row.credits_held == 0

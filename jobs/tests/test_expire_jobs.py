@@ -90,7 +90,7 @@ def test_job_exactly_at_ttl_stays_open(team):
 
 def test_grown_hold_released_on_expiry(client, team_factory):
     owner = team_factory(
-        "acme-tokens", budget_mode="consumption_tokens", tokens_per_credit=1
+        "acme-tokens", credits=50, budget_mode="consumption_tokens", tokens_per_credit=1
     )
     created = post_json(client, "/api/jobs/create", {"job_type": "chat"}, owner.headers)
     job_id = created.json()["job_id"]
@@ -100,6 +100,7 @@ def test_grown_hold_released_on_expiry(client, team_factory):
         {
             "model": "chat-fast",
             "messages": [{"role": "user", "content": "Summarise the quarterly report"}],
+            "max_tokens": 5,
         },
         owner.headers,
     )
@@ -119,7 +120,7 @@ def test_grown_hold_released_on_expiry(client, team_factory):
     assert job.credits_charged == 0
     team_row = Team.objects.get(pk=owner.id)
     assert team_row.credits_held == 0
-    assert team_row.credits_remaining == 10
+    assert team_row.credits_remaining == 50
     assert ledger_state() == ledger_before
 
 
