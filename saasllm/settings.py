@@ -70,7 +70,11 @@ ENCRYPTION_KEYS = read_encryption_keys()
 # Virtual keys are stored as HMAC-SHA256 digests under this secret. It falls
 # back to SECRET_KEY so a single-secret deployment works; set it separately to
 # rotate SECRET_KEY without invalidating every team's key.
-KEY_DIGEST_SECRET = env_str("KEY_DIGEST_SECRET") or SECRET_KEY
+KEY_DIGEST_SECRET = (
+    required_secret("KEY_DIGEST_SECRET", DEV_SECRET_KEY, min_length=32)
+    if env_str("KEY_DIGEST_SECRET")
+    else SECRET_KEY
+)
 # Earlier digest secrets, still accepted while keys move to KEY_DIGEST_SECRET
 # as they are used; see docs/key-rotation.md.
 KEY_DIGEST_PREVIOUS_SECRETS = env_list("KEY_DIGEST_PREVIOUS_SECRETS")
@@ -275,7 +279,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["saasllm.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "saasllm.pagination.LimitOffsetPagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "saasllm.schema.AutoSchema",
     "EXCEPTION_HANDLER": "saasllm.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

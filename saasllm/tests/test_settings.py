@@ -47,6 +47,7 @@ def test_check_deploy_fails_without_secret(variable):
         ("MASTER_KEY", "sk-admin-dev-only-replace-in-production"),
         ("SECRET_KEY", "dev-only-secret-key-replace-in-production"),
         ("ENCRYPTION_KEY", "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="),
+        ("KEY_DIGEST_SECRET", "dev-only-secret-key-replace-in-production"),
     ],
 )
 def test_check_deploy_fails_with_dev_default(variable, value):
