@@ -186,6 +186,12 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
     credential_id = serializers.UUIDField(source="id")
     organization_id = serializers.CharField()
     credential_name = serializers.CharField(source="name")
+    # A plain string rather than a URI, because the empty string means the
+    # provider's default endpoint and fails the "uri" format of the model field.
+    api_base = serializers.CharField(
+        read_only=True,
+        help_text="Base URL of the provider's API, or empty for its default.",
+    )
     has_api_key = serializers.BooleanField()
 
     class Meta:

@@ -506,12 +506,15 @@ class TeamJobListView(OwnTeamView):
 
 
 def require_team(team_id: str) -> None:
-    if not Team.objects.filter(pk=team_id).exists():
+    # No id contains U+0000, and PostgreSQL rejects it in a query parameter.
+    if "\x00" in team_id or not Team.objects.filter(pk=team_id).exists():
         raise team_not_found(team_id)
 
 
 def get_organization(organization_id: str) -> Organization:
-    organization = Organization.objects.filter(pk=organization_id).first()
+    organization = None
+    if "\x00" not in organization_id:
+        organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:
         raise NotFound(
             f"Organization '{organization_id}' not found.",

@@ -257,6 +257,17 @@ def _job_type_usage(row: dict) -> dict:
     }
 
 
+def newest_first_slice(jobs, *, total: int, offset: int, limit: int) -> list[Job]:
+    """Return ``limit`` jobs from ``offset``, newest first, or none past the end.
+
+    An offset past the last job never reaches the database, where one beyond
+    the 64-bit range of SQL OFFSET would fail the query.
+    """
+    if offset >= total:
+        return []
+    return list(jobs.order_by("-created_at", "-id")[offset : offset + limit])
+
+
 def team_job_page(
     *, team_id: str, filters: JobFilters, limit: int, offset: int
 ) -> tuple[int, list[dict]]:
@@ -266,7 +277,7 @@ def team_job_page(
     """
     jobs = filters.apply(Job.objects.filter(team_id=team_id))
     total = jobs.count()
-    page = list(jobs.order_by("-created_at", "-id")[offset : offset + limit])
+    page = newest_first_slice(jobs, total=total, offset=offset, limit=limit)
     totals = call_totals([job.id for job in page])
     return total, [
         _team_job(job, CallFigures.from_row(totals.get(job.id))) for job in page
@@ -337,7 +348,7 @@ def admin_job_page(
     jobs = filters.apply(Job.objects.filter(team_id=team_id))
     total = jobs.count()
     offset = (page - 1) * page_size
-    rows = list(jobs.order_by("-created_at", "-id")[offset : offset + page_size])
+    rows = newest_first_slice(jobs, total=total, offset=offset, limit=page_size)
     totals = call_totals([job.id for job in rows])
     return {
         "jobs": [

@@ -1,6 +1,10 @@
 """ASGI middleware that runs in front of Django."""
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
+from django.utils.decorators import sync_and_async_middleware
+
+from saasllm.errors import page_not_found
 
 
 class RequestBodyLimitMiddleware:
@@ -82,3 +86,31 @@ def content_length(scope: dict) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+@sync_and_async_middleware
+def reject_nul_in_path(get_response):
+    """Answer 404 for a path with a NUL character.
+
+    PostgreSQL rejects NUL in text, so an id containing one would reach the
+    database only to fail there with a 500; no object's id contains one.
+    """
+
+    def reject(request):
+        return "\x00" in request.path
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            if reject(request):
+                return page_not_found(request)
+            return await get_response(request)
+
+    else:
+
+        def middleware(request):
+            if reject(request):
+                return page_not_found(request)
+            return get_response(request)
+
+    return middleware

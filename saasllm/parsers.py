@@ -4,13 +4,16 @@ from itertools import chain
 
 from rest_framework import parsers
 
-from saasllm.errors import ApiError
+from saasllm.errors import ApiError, ValidationFailed
 
 # Deepest nesting of objects and arrays accepted in a JSON body. Chat
 # messages and tool schemas nest far less than this. Near 1,000
 # levels the json module exceeds Python's recursion limit, and any later
 # code that walks the data recursively has even less room.
 MAX_JSON_DEPTH = 100
+# DRF's CharField rejects U+0000 with this message. PostgreSQL cannot store it
+# in text or jsonb, so the parser rejects it in every string of a body.
+NULL_CHARACTER_MESSAGE = "Null characters are not allowed."
 
 
 class JSONTooDeep(ApiError):
@@ -19,7 +22,7 @@ class JSONTooDeep(ApiError):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with a limit on nesting depth."""
+    """DRF's JSON parser, with a limit on nesting depth and no U+0000 in strings."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
@@ -28,6 +31,9 @@ class JSONParser(parsers.JSONParser):
             raise JSONTooDeep() from None
         if exceeds_depth(data, MAX_JSON_DEPTH):
             raise JSONTooDeep()
+        errors = null_character_errors(data)
+        if errors:
+            raise ValidationFailed(errors)
         return data
 
 
@@ -48,3 +54,39 @@ def exceeds_depth(value, limit: int) -> bool:
             )
         )
     return any(isinstance(item, (dict, list)) for item in level)
+
+
+def null_character_errors(data) -> dict:
+    """Map each top-level field that contains U+0000 to a validation error.
+
+    A key with U+0000, or U+0000 in a body that is not an object, is reported
+    under ``non_field_errors``.
+    """
+    if not isinstance(data, dict):
+        if contains_null_character(data):
+            return {"non_field_errors": [NULL_CHARACTER_MESSAGE]}
+        return {}
+
+    errors = {}
+    for key, value in data.items():
+        if "\x00" in key:
+            errors["non_field_errors"] = [NULL_CHARACTER_MESSAGE]
+        elif contains_null_character(value):
+            errors[key] = [NULL_CHARACTER_MESSAGE]
+    return errors
+
+
+def contains_null_character(value) -> bool:
+    """Return whether any string in ``value``, dict keys included, has U+0000."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

@@ -545,7 +545,9 @@ class ReplenishSerializer(serializers.Serializer):
 class ReplenishResultSerializer(CreditChangeResultSerializer):
     credits_added = serializers.IntegerField(source="amount")
     payment_type = serializers.SerializerMethodField()
-    payment_amount_usd = serializers.DecimalField(max_digits=14, decimal_places=2)
+    payment_amount_usd = serializers.DecimalField(
+        max_digits=14, decimal_places=2, allow_null=True
+    )
 
     def get_payment_type(self, entry: CreditTransaction) -> str:
         if entry.type == CreditTransaction.Type.SUBSCRIPTION_PAYMENT:
@@ -645,6 +647,13 @@ class AutoRefillSerializer(serializers.Serializer):
 
 class AutoRefillResultSerializer(serializers.ModelSerializer):
     team_id = serializers.CharField(source="id")
+    refill_period = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        {"type": "string", "enum": list(Team.RefillPeriod.values), "nullable": True}
+    )
+    def get_refill_period(self, team: Team) -> str | None:
+        return team.refill_period or None
 
     class Meta:
         model = Team
