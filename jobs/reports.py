@@ -41,7 +41,8 @@ class DayRange:
         filters = {}
         if self.first is not None:
             filters[f"{field_name}__gte"] = start_of_day(self.first)
-        if self.last is not None:
+        # The last representable date has no next day; it bounds nothing.
+        if self.last is not None and self.last < date.max:
             filters[f"{field_name}__lt"] = start_of_day(self.last + timedelta(days=1))
         return filters
 

@@ -570,3 +570,28 @@ def test_outsider_sees_only_own_jobs(seeded, client, outsider):
     assert response.status_code == 200, response.content
     assert response.json()["total"] == 1
     assert response.json()["jobs"][0]["job_id"] == str(seeded.jobs["G1"].id)
+
+
+def test_extreme_dates_are_not_server_errors(client, team, admin_headers):
+    requests = [
+        (f"/api/teams/{team.id}/usage?period=9999-12", team.headers),
+        (f"/api/teams/{team.id}/usage?period=0001-01", team.headers),
+        (
+            f"/api/teams/{team.id}/jobs?start_date=0001-01-01&end_date=9999-12-31",
+            team.headers,
+        ),
+        (
+            "/api/jobs/organizations/acme/stats?start_date=0001-01-01&end_date=9999-12-31",
+            admin_headers,
+        ),
+        (
+            "/api/jobs/organizations/acme/analytics"
+            "?start_date=0001-01-01&end_date=9999-12-31",
+            admin_headers,
+        ),
+    ]
+
+    for path, headers in requests:
+        response = client.get(path, **headers)
+
+        assert response.status_code == 200, path
