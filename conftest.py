@@ -80,12 +80,21 @@ def ledger_checked_after_suite(django_db_setup, django_db_blocker):
         assert_ledgers_match_balances()
 
 
+def forget_audit_entries(object_type, object_id):
+    """Delete a fixture's audit entries, so a test's log holds only its changes."""
+    from audit.models import AuditEntry
+
+    AuditEntry.objects.filter(object_type=object_type, object_id=object_id).delete()
+
+
 @pytest.fixture
 def organization(db):
     """Acme; after the test, every team's ledger must sum to its balance."""
     from teams.services import create_organization
 
-    yield create_organization(organization_id="acme", name="Acme Inc.")
+    organization = create_organization(organization_id="acme", name="Acme Inc.")
+    forget_audit_entries("organization", organization.id)
+    yield organization
     assert_ledgers_match_balances()
 
 
@@ -149,6 +158,7 @@ def make_team(organization, team_id, access_groups=(), credits=10, **fields):
         credits=credits,
         **fields,
     )
+    forget_audit_entries("team", team.id)
     return TeamFixture(team, plaintext)
 
 
@@ -176,6 +186,7 @@ def outsider(db, access_group, fake_provider):
     from teams.services import create_organization
 
     other = create_organization(organization_id="globex", name="Globex")
+    forget_audit_entries("organization", other.id)
     ProviderCredential.objects.create(
         organization=other,
         provider="openai_compatible",

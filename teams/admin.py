@@ -3,7 +3,8 @@
 Teams, keys and balances are created and changed through ``teams.services``,
 the functions the API calls. The admin shows balances and ledger rows but
 never writes them directly. Every change made here, by a form or an action,
-is recorded in the audit log.
+is recorded in the audit log: by those services for organizations, teams,
+credits and revocations, and by ``AuditedAdminMixin`` for key form edits.
 """
 
 import uuid
@@ -21,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from audit.admin import AuditedAdminMixin
-from audit.services import actor_from_request, record
+from audit.services import actor_from_request
 from jobs.models import Job
 from teams.models import (
     CREDITS_AVAILABLE,
@@ -38,7 +39,9 @@ from teams.services import (
     issue_key,
     resume_team,
     revoke_keys,
+    set_organization_status,
     suspend_team,
+    update_organization,
     update_team,
 )
 
@@ -147,6 +150,7 @@ class OrganizationAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ("id", "name")
     # Meta.ordering does not apply to the GROUP BY query of team_count.
     ordering = ("id",)
+    audit_in_services = True
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(team_count=Count("teams"))
@@ -168,14 +172,21 @@ class OrganizationAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             organization_id=form.cleaned_data["id"],
             name=form.cleaned_data["name"],
             metadata=form.cleaned_data["metadata"],
+            actor=actor_from_request(request),
         )
 
     def update_object(self, request, obj, form):
-        # TODO: call a teams.services function once the API can update an
-        # organization. Until then the admin writes only the changed columns.
-        fields = list(changed_values(form, {"name", "status", "metadata"}))
-        if fields:
-            obj.save(update_fields=[*fields, "updated_at"])
+        """Save the changed fields; a status change is a suspension or a resumption."""
+        actor = actor_from_request(request)
+        fields = changed_values(form, {"name", "metadata"})
+        status = changed_values(form, {"status"}).get("status")
+        with transaction.atomic():
+            if fields:
+                update_organization(organization_id=obj.pk, **fields, actor=actor)
+            if status is not None:
+                set_organization_status(
+                    organization_id=obj.pk, status=status, actor=actor
+                )
 
     @admin.display(description="teams", ordering="team_count")
     def team_count(self, obj):
@@ -274,6 +285,7 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ("id", "name", "organization__id", "organization__name")
     autocomplete_fields = ("organization", "access_groups")
     actions = ("issue_new_key", "add_credits", "suspend_teams", "resume_teams")
+    audit_in_services = True
     add_fieldsets = (
         (None, {"fields": ("id", "organization", "name", "access_groups")}),
         (
@@ -377,7 +389,7 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             credits_per_dollar=data["credits_per_dollar"],
             tokens_per_credit=data["tokens_per_credit"],
             metadata=data["metadata"],
-            actor=request.user.get_username(),
+            actor=actor_from_request(request),
         )
         self.message_new_key(request, team, plaintext)
         return team
@@ -388,7 +400,12 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         if "access_groups" in form.changed_data:
             access_groups = form.cleaned_data["access_groups"]
         if fields or access_groups is not None:
-            update_team(team_id=obj.pk, fields=fields, access_groups=access_groups)
+            update_team(
+                team_id=obj.pk,
+                fields=fields,
+                access_groups=access_groups,
+                actor=actor_from_request(request),
+            )
 
     def response_add(self, request, obj, post_url_continue=None):
         return self.render_new_keys(request, [obj])
@@ -425,15 +442,7 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         issued = []
         with transaction.atomic():
             for team in teams:
-                key, plaintext = issue_key(
-                    team=team, name="admin", created_by=actor.name
-                )
-                record(
-                    actor=actor,
-                    action="key.issue",
-                    obj=key,
-                    changes={"team": [None, team.pk], "name": [None, key.name]},
-                )
+                _key, plaintext = issue_key(team=team, name="admin", actor=actor)
                 issued.append((team, plaintext))
         for team, plaintext in issued:
             self.message_new_key(request, team, plaintext)
@@ -460,21 +469,11 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         team_ids = list(queryset.values_list("pk", flat=True))
         with transaction.atomic():
             for team_id in team_ids:
-                entry = allocate_credits(
+                allocate_credits(
                     team_id=team_id,
                     amount=amount,
                     reason=form.cleaned_data["reason"],
-                    actor=actor.name,
-                )
-                record(
                     actor=actor,
-                    action="credits.add",
-                    object_type="team",
-                    object_id=team_id,
-                    changes={
-                        "balance": [entry.balance_before, entry.balance_after],
-                        "reason": [None, entry.reason],
-                    },
                 )
         self.message_user(
             request,
@@ -485,39 +484,28 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Suspend", permissions=["change"])
     def suspend_teams(self, request, queryset):
-        teams = list(
-            queryset.exclude(status=Team.Status.SUSPENDED).values_list("pk", "status")
+        actor = actor_from_request(request)
+        team_ids = list(
+            queryset.exclude(status=Team.Status.SUSPENDED).values_list("pk", flat=True)
         )
-        for team_id, status in teams:
-            with transaction.atomic():
-                suspend_team(team_id=team_id)
-                self.record_status_change(
-                    request, "team.suspend", team_id, status, Team.Status.SUSPENDED
-                )
-        self.message_user(request, f"Suspended {len(teams)} team(s).", messages.SUCCESS)
+        for team_id in team_ids:
+            suspend_team(team_id=team_id, actor=actor)
+        self.message_user(
+            request, f"Suspended {len(team_ids)} team(s).", messages.SUCCESS
+        )
 
     @admin.action(description="Resume", permissions=["change"])
     def resume_teams(self, request, queryset):
-        teams = list(
+        actor = actor_from_request(request)
+        team_ids = list(
             queryset.filter(
                 status__in=[Team.Status.SUSPENDED, Team.Status.PAUSED]
-            ).values_list("pk", "status")
+            ).values_list("pk", flat=True)
         )
-        for team_id, status in teams:
-            with transaction.atomic():
-                resume_team(team_id=team_id)
-                self.record_status_change(
-                    request, "team.resume", team_id, status, Team.Status.ACTIVE
-                )
-        self.message_user(request, f"Resumed {len(teams)} team(s).", messages.SUCCESS)
-
-    def record_status_change(self, request, action, team_id, before, after):
-        record(
-            actor=actor_from_request(request),
-            action=action,
-            object_type="team",
-            object_id=team_id,
-            changes={"status": [before, after]},
+        for team_id in team_ids:
+            resume_team(team_id=team_id, actor=actor)
+        self.message_user(
+            request, f"Resumed {len(team_ids)} team(s).", messages.SUCCESS
         )
 
     @admin.display(description="remaining", ordering="remaining_credits")
@@ -616,16 +604,7 @@ class VirtualKeyAdmin(AuditedAdminMixin, ChangedFieldsMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke", permissions=["change"])
     def revoke_keys(self, request, queryset):
-        actor = actor_from_request(request)
-        with transaction.atomic():
-            keys = revoke_keys(keys=queryset, actor=actor.name)
-            for key in keys:
-                record(
-                    actor=actor,
-                    action="key.revoke",
-                    obj=key,
-                    changes={"revoked_at": [None, key.revoked_at]},
-                )
+        keys = revoke_keys(keys=queryset, actor=actor_from_request(request))
         self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
 
 

@@ -5,6 +5,11 @@ transaction that holds the team's row lock, and writes one CreditTransaction
 whose before/after are the remaining balance. Holds change ``credits_held``
 with a single conditional UPDATE, so racing jobs can never hold more than
 the team has.
+
+Every administrative change records one audit entry inside its transaction,
+so a rolled-back change leaves no entry. ``actor`` is who made the change:
+an ``audit.services.Actor``, a name, or None for the system. Holds and job
+settlements are team activity, which the ledger explains, and record none.
 """
 
 import logging
@@ -18,6 +23,14 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from audit.services import (
+    SECRET_MARKER,
+    Actor,
+    as_actor,
+    audit_value,
+    diff_values,
+    record,
+)
 from jobs.models import Job
 from saasllm.errors import (
     ApiError,
@@ -44,13 +57,115 @@ from teams.models import (
 
 logger = logging.getLogger(__name__)
 
+AnyActor = Actor | str | None
 
+ORGANIZATION_AUDIT_FIELDS = ("name", "metadata")
+TEAM_CREATE_AUDIT_FIELDS = (
+    "name",
+    "organization",
+    "access_groups",
+    "budget_mode",
+    "credits_per_dollar",
+    "tokens_per_credit",
+    "metadata",
+)
+AUTO_REFILL_AUDIT_FIELDS = ("auto_refill_enabled", "refill_amount", "refill_period")
+
+
+def actor_name(actor: AnyActor) -> str:
+    """Return the actor's name for the ledger and ``created_by`` columns.
+
+    None, the system, leaves those columns empty.
+    """
+    return "" if actor is None else as_actor(actor).name
+
+
+def audit_values(obj, fields) -> dict:
+    """Return the values of ``fields`` of ``obj`` for comparison, not redacted.
+
+    Foreign keys are ids and many-to-many fields sorted lists of ids, as in
+    the audit log. Other values stay as they are, so a change inside a
+    secret entry of ``metadata`` still compares unequal.
+    """
+    values = {}
+    for name in fields:
+        field = obj._meta.get_field(name)
+        if field.many_to_many:
+            values[name] = audit_value(getattr(obj, name).all())
+        elif field.is_relation:
+            values[name] = getattr(obj, field.attname)
+        else:
+            values[name] = getattr(obj, name)
+    return values
+
+
+def changed_values(before: dict, after: dict) -> dict:
+    """Return ``{field: [before, after]}`` for each field whose value changed.
+
+    A changed value that redacts to the same JSON, such as a new secret
+    inside ``metadata``, maps to the secret marker instead of being lost.
+    """
+    changes = {}
+    for name in after:
+        if before.get(name) == after[name]:
+            continue
+        diff = diff_values({name: before.get(name)}, {name: after[name]})
+        changes[name] = diff.get(name, SECRET_MARKER)
+    return changes
+
+
+def created_values(after: dict) -> dict:
+    """Return ``{field: [None, value]}`` for the set fields of a new object."""
+    return changed_values(
+        {},
+        {
+            name: value
+            for name, value in after.items()
+            if audit_value(value) not in (None, "", [], {})
+        },
+    )
+
+
+def key_values(key: VirtualKey) -> dict:
+    """Describe a key for the audit log by its display, never by key or digest."""
+    return {
+        "display": key.display,
+        "team": key.team_id,
+        "name": key.name,
+        "expires_at": audit_value(key.expires_at),
+    }
+
+
+def credit_changes(entry: CreditTransaction, **extra) -> dict:
+    """Describe a ledger row for the audit log: balances, amount and reason."""
+    return {
+        "balance": [entry.balance_before, entry.balance_after],
+        "amount": entry.amount,
+        "reason": entry.reason,
+        "transaction_id": str(entry.pk),
+        **extra,
+    }
+
+
+@transaction.atomic
 def create_organization(
-    *, organization_id: str, name: str, metadata: dict | None = None
+    *,
+    organization_id: str,
+    name: str,
+    metadata: dict | None = None,
+    actor: AnyActor = None,
 ) -> Organization:
-    return Organization.objects.create(
+    organization = Organization.objects.create(
         id=organization_id, name=name, metadata=metadata or {}
     )
+    after = {"id": organization.id, "name": name, "metadata": organization.metadata}
+    record(
+        actor=actor,
+        action="organization.create",
+        obj=organization,
+        changes=created_values(after),
+    )
+    return organization
 
 
 @transaction.atomic
@@ -65,12 +180,13 @@ def create_team(
     credits_per_dollar=None,
     tokens_per_credit: int | None = None,
     metadata: dict | None = None,
-    actor: str = "",
+    actor: AnyActor = None,
 ) -> tuple[Team, VirtualKey, str]:
     """Create a team with its first key; initial credits go through the ledger.
 
-    Returns the team, its key row and the plaintext key, which is not stored
-    and must be shown to the caller exactly once.
+    Records one ``team.create`` entry that covers the initial credits and
+    the first key. Returns the team, its key row and the plaintext key,
+    which is not stored and must be shown to the caller exactly once.
     """
     fields = {"budget_mode": budget_mode, "metadata": metadata or {}}
     if credits_per_dollar is not None:
@@ -82,22 +198,67 @@ def create_team(
     )
     team.access_groups.set(access_groups)
     if credits:
-        allocate_credits(
-            team_id=team.id, amount=credits, reason="Initial allocation", actor=actor
+        _allocate(
+            team_id=team.id,
+            amount=credits,
+            reason="Initial allocation",
+            actor=actor_name(actor),
+            type=CreditTransaction.Type.ALLOCATION,
         )
-    key, plaintext = issue_key(team=team, name="default", created_by=actor)
+    key, plaintext = _create_key(
+        team=team, name="default", created_by=actor_name(actor)
+    )
+
+    after = audit_values(team, TEAM_CREATE_AUDIT_FIELDS)
+    after["credits"] = credits
+    record(
+        actor=actor,
+        action="team.create",
+        obj=team,
+        changes=created_values(after),
+    )
     logger.info("Created team %s in organization %s", team.id, organization.id)
     return team, key, plaintext
 
 
+@transaction.atomic
 def issue_key(
     *,
     team: Team,
     name: str = "default",
     created_by: str = "",
     expires_at: datetime | None = None,
+    actor: AnyActor = None,
 ) -> tuple[VirtualKey, str]:
-    """Issue a new key for the team and return it with its plaintext."""
+    """Issue a new key for the team and return it with its plaintext.
+
+    ``created_by`` defaults to the actor's name; an actor of None with a
+    ``created_by`` name records that name as the actor.
+    """
+    if actor is None and created_by:
+        actor = created_by
+    key, plaintext = _create_key(
+        team=team,
+        name=name,
+        created_by=created_by or actor_name(actor),
+        expires_at=expires_at,
+    )
+    record(
+        actor=actor,
+        action="key.issue",
+        obj=key,
+        changes=created_values(key_values(key)),
+    )
+    return key, plaintext
+
+
+def _create_key(
+    *,
+    team: Team,
+    name: str,
+    created_by: str,
+    expires_at: datetime | None = None,
+) -> tuple[VirtualKey, str]:
     new_key = generate_key()
     # The prefix is the key's id in URLs and commands, so it must not repeat;
     # the unique constraint on it rejects the rare concurrent duplicate.
@@ -177,7 +338,7 @@ def _check_key_usable(key: VirtualKey, now: datetime) -> None:
 
 @transaction.atomic
 def rotate_key(
-    *, key: VirtualKey, grace_period: timedelta, actor: str, name: str = ""
+    *, key: VirtualKey, grace_period: timedelta, actor: AnyActor, name: str = ""
 ) -> tuple[VirtualKey, str]:
     """Issue a successor to ``key`` and make ``key`` stop working after ``grace_period``.
 
@@ -194,11 +355,12 @@ def rotate_key(
     old_key = _lock_key(key)
     now = timezone.now()
     _check_key_usable(old_key, now)
+    before = {"expires_at": old_key.expires_at, "revoked_at": old_key.revoked_at}
 
-    new_key, plaintext = issue_key(
+    new_key, plaintext = _create_key(
         team=old_key.team,
         name=name or old_key.name,
-        created_by=actor,
+        created_by=actor_name(actor),
         expires_at=old_key.expires_at,
     )
     if not grace_period:
@@ -208,36 +370,62 @@ def rotate_key(
         old_key.expires_at = now + grace_period
         old_key.save(update_fields=["expires_at"])
 
+    after = {"expires_at": old_key.expires_at, "revoked_at": old_key.revoked_at}
+    record(
+        actor=actor,
+        action="key.rotate",
+        obj=old_key,
+        changes={
+            "display": old_key.display,
+            "team": old_key.team_id,
+            "name": old_key.name,
+            **changed_values(before, after),
+            "successor": key_values(new_key),
+        },
+    )
     logger.info(
         "Rotated key %s of team %s to %s by %s, old key valid until %s",
         old_key.display,
         old_key.team_id,
         new_key.display,
-        actor,
+        actor_name(actor),
         old_key.revoked_at or old_key.expires_at,
     )
     return new_key, plaintext
 
 
 @transaction.atomic
-def revoke_key(*, key: VirtualKey, actor: str) -> VirtualKey:
+def revoke_key(*, key: VirtualKey, actor: AnyActor) -> VirtualKey:
     """Revoke the key at once and return it. Revoking a revoked key changes nothing."""
     revoked = _lock_key(key)
     if revoked.revoked_at is None:
         revoked.revoked_at = timezone.now()
         revoked.save(update_fields=["revoked_at"])
-        logger.info(
-            "Revoked key %s of team %s by %s",
-            revoked.display,
-            revoked.team_id,
-            actor,
-        )
+        _record_revocation(revoked, actor)
     return revoked
+
+
+def _record_revocation(key: VirtualKey, actor: AnyActor) -> None:
+    record(
+        actor=actor,
+        action="key.revoke",
+        obj=key,
+        changes={
+            **key_values(key),
+            "revoked_at": [None, audit_value(key.revoked_at)],
+        },
+    )
+    logger.info(
+        "Revoked key %s of team %s by %s",
+        key.display,
+        key.team_id,
+        actor_name(actor) or "system",
+    )
 
 
 @transaction.atomic
 def revoke_keys(
-    *, keys: QuerySet, actor: str, dry_run: bool = False
+    *, keys: QuerySet, actor: AnyActor, dry_run: bool = False
 ) -> list[VirtualKey]:
     """Revoke the unrevoked keys of ``keys`` and return them, oldest first.
 
@@ -256,13 +444,13 @@ def revoke_keys(
     VirtualKey.objects.filter(pk__in=[key.pk for key in revoked]).update(revoked_at=now)
     for key in revoked:
         key.revoked_at = now
-        logger.info("Revoked key %s of team %s by %s", key.display, key.team_id, actor)
+        _record_revocation(key, actor)
     return revoked
 
 
 @transaction.atomic
 def revoke_team_keys(
-    *, team_id: str, actor: str, dry_run: bool = False
+    *, team_id: str, actor: AnyActor, dry_run: bool = False
 ) -> list[VirtualKey]:
     """Revoke every unrevoked key of the team, or raise 404 for an unknown team."""
     if not Team.objects.filter(pk=team_id).exists():
@@ -271,15 +459,20 @@ def revoke_team_keys(
     return revoke_keys(keys=keys, actor=actor, dry_run=dry_run)
 
 
+EXPIRY_ACTOR = "expiry"
+
+
 @transaction.atomic
-def revoke_expired_keys(*, now: datetime, dry_run: bool = False) -> list[VirtualKey]:
+def revoke_expired_keys(
+    *, now: datetime, dry_run: bool = False, actor: AnyActor = EXPIRY_ACTOR
+) -> list[VirtualKey]:
     """Mark keys whose expiry has passed as revoked.
 
     Expired keys are rejected anyway, so this only keeps lists tidy and
     states final.
     """
     expired = VirtualKey.objects.filter(key_state_filter(KeyState.EXPIRED, now))
-    return revoke_keys(keys=expired, actor="expiry", dry_run=dry_run)
+    return revoke_keys(keys=expired, actor=actor, dry_run=dry_run)
 
 
 def _lock_team(team_id: str) -> Team:
@@ -322,10 +515,30 @@ def allocate_credits(
     team_id: str,
     amount: int,
     reason: str = "",
-    actor: str = "",
+    actor: AnyActor = None,
     type: str = CreditTransaction.Type.ALLOCATION,
 ) -> CreditTransaction:
     """Add credits to a team's allocation and record it in the ledger."""
+    entry = _allocate(
+        team_id=team_id,
+        amount=amount,
+        reason=reason,
+        actor=actor_name(actor),
+        type=type,
+    )
+    record(
+        actor=actor,
+        action="credits.add",
+        object_type="team",
+        object_id=team_id,
+        changes=credit_changes(entry),
+    )
+    return entry
+
+
+def _allocate(
+    *, team_id: str, amount: int, reason: str, actor: str, type: str
+) -> CreditTransaction:
     if amount <= 0:
         raise ApiError(
             "The number of credits must be a positive integer.", code="invalid_amount"
@@ -411,48 +624,81 @@ TEAM_SETTINGS_FIELDS = frozenset(
 )
 
 
+TEAM_AUDIT_FIELDS = (*sorted(TEAM_SETTINGS_FIELDS), "access_groups")
+
+
 @transaction.atomic
 def update_team(
-    *, team_id: str, fields: dict, access_groups: Iterable | None = None
+    *,
+    team_id: str,
+    fields: dict,
+    access_groups: Iterable | None = None,
+    actor: AnyActor = None,
 ) -> Team:
     """Change a team's settings and, unless None, replace its access groups.
 
     ``fields`` maps names in TEAM_SETTINGS_FIELDS to new values; any other
-    name raises ValueError, so no caller can write a balance here.
+    name raises ValueError, so no caller can write a balance here. Records
+    ``team.update`` with the fields that changed, or nothing if none did.
     """
     unknown = set(fields) - TEAM_SETTINGS_FIELDS
     if unknown:
         raise ValueError(f"update_team cannot change {sorted(unknown)}.")
 
     team = _lock_team(team_id)
+    before = audit_values(team, TEAM_AUDIT_FIELDS)
     for name, value in fields.items():
         setattr(team, name, value)
     team.save(update_fields=[*fields, "updated_at"])
-
     if access_groups is not None:
         team.access_groups.set(access_groups)
+
+    # Read back, so the entry contains the stored values, Decimal places included.
+    team.refresh_from_db(fields=sorted(TEAM_SETTINGS_FIELDS))
+    _record_team_change(team, "team.update", before, TEAM_AUDIT_FIELDS, actor)
     logger.info("Updated team %s: %s", team.id, sorted(fields))
     return team
 
 
-def set_team_access_groups(*, team_id: str, access_groups: Iterable) -> Team:
+def _record_team_change(team: Team, action: str, before: dict, fields, actor) -> None:
+    changes = changed_values(before, audit_values(team, fields))
+    if changes:
+        record(actor=actor, action=action, obj=team, changes=changes)
+
+
+def set_team_access_groups(
+    *, team_id: str, access_groups: Iterable, actor: AnyActor = None
+) -> Team:
     """Replace the team's access groups."""
-    return update_team(team_id=team_id, fields={}, access_groups=access_groups)
+    return update_team(
+        team_id=team_id, fields={}, access_groups=access_groups, actor=actor
+    )
+
+
+def _set_team_status(team: Team, status: str, action: str, actor: AnyActor) -> None:
+    before = team.status
+    team.status = status
+    team.save(update_fields=["status", "updated_at"])
+    record(
+        actor=actor,
+        action=action,
+        obj=team,
+        changes={"status": [before, status]},
+    )
 
 
 @transaction.atomic
-def suspend_team(*, team_id: str) -> Team:
+def suspend_team(*, team_id: str, actor: AnyActor = None) -> Team:
     """Suspend a team so its keys get 403; suspending it again changes nothing."""
     team = _lock_team(team_id)
     if team.status != Team.Status.SUSPENDED:
-        team.status = Team.Status.SUSPENDED
-        team.save(update_fields=["status", "updated_at"])
+        _set_team_status(team, Team.Status.SUSPENDED, "team.suspend", actor)
         logger.info("Suspended team %s", team.id)
     return team
 
 
 @transaction.atomic
-def pause_team(*, team_id: str) -> Team:
+def pause_team(*, team_id: str, actor: AnyActor = None) -> Team:
     """Pause an active team so its keys get 403 ``team_paused``, or raise 409.
 
     Pausing is the temporary stop (an unpaid invoice, a runaway client);
@@ -467,8 +713,7 @@ def pause_team(*, team_id: str) -> Team:
             code="invalid_status",
         )
 
-    team.status = Team.Status.PAUSED
-    team.save(update_fields=["status", "updated_at"])
+    _set_team_status(team, Team.Status.PAUSED, "team.pause", actor)
     logger.info("Paused team %s", team.id)
     return team
 
@@ -485,23 +730,53 @@ def _lock_organization(organization_id: str) -> Organization:
     return organization
 
 
+ORGANIZATION_STATUS_ACTIONS = {
+    Organization.Status.ACTIVE: "organization.resume",
+    Organization.Status.SUSPENDED: "organization.suspend",
+}
+
+
 @transaction.atomic
-def set_organization_status(*, organization_id: str, status: str) -> Organization:
-    """Suspend or resume an organization; its teams' keys get 403 while suspended."""
+def set_organization_status(
+    *, organization_id: str, status: str, actor: AnyActor = None
+) -> Organization:
+    """Suspend or resume an organization; its teams' keys get 403 while suspended.
+
+    Records ``organization.suspend`` or ``organization.resume`` only when
+    the status changes.
+    """
+    if status not in ORGANIZATION_STATUS_ACTIONS:
+        raise ValueError(f"Unknown organization status '{status}'.")
     organization = _lock_organization(organization_id)
-    if organization.status != status:
+    before = organization.status
+    if before != status:
         organization.status = status
         organization.save(update_fields=["status", "updated_at"])
+        record(
+            actor=actor,
+            action=ORGANIZATION_STATUS_ACTIONS[status],
+            obj=organization,
+            changes={"status": [before, status]},
+        )
         logger.info("Set organization %s to %s", organization.id, status)
     return organization
 
 
 @transaction.atomic
 def update_organization(
-    *, organization_id: str, name: str | None = None, metadata: dict | None = None
+    *,
+    organization_id: str,
+    name: str | None = None,
+    metadata: dict | None = None,
+    actor: AnyActor = None,
 ) -> Organization:
-    """Rename an organization or replace its metadata."""
+    """Rename an organization or replace its metadata.
+
+    Records ``organization.update`` with the fields that changed, or
+    nothing if none did.
+    """
     organization = _lock_organization(organization_id)
+    before = audit_values(organization, ORGANIZATION_AUDIT_FIELDS)
     update_fields = ["updated_at"]
     if name is not None:
         organization.name = name
@@ -510,11 +785,22 @@ def update_organization(
         organization.metadata = metadata
         update_fields.append("metadata")
     organization.save(update_fields=update_fields)
+
+    changes = changed_values(
+        before, audit_values(organization, ORGANIZATION_AUDIT_FIELDS)
+    )
+    if changes:
+        record(
+            actor=actor,
+            action="organization.update",
+            obj=organization,
+            changes=changes,
+        )
     return organization
 
 
 @transaction.atomic
-def resume_team(*, team_id: str) -> Team:
+def resume_team(*, team_id: str, actor: AnyActor = None) -> Team:
     """Make a suspended or paused team active again, or raise 409."""
     team = _lock_team(team_id)
     if team.status not in (Team.Status.SUSPENDED, Team.Status.PAUSED):
@@ -524,8 +810,7 @@ def resume_team(*, team_id: str) -> Team:
             code="invalid_status",
         )
 
-    team.status = Team.Status.ACTIVE
-    team.save(update_fields=["status", "updated_at"])
+    _set_team_status(team, Team.Status.ACTIVE, "team.resume", actor)
     logger.info("Resumed team %s", team.id)
     return team
 
@@ -558,7 +843,7 @@ def replenish_credits(
     payment_type: str,
     payment_amount_usd: Decimal | None = None,
     reason: str = "",
-    actor: str = "",
+    actor: AnyActor = None,
 ) -> CreditTransaction:
     """Add paid credits to a team's allocation and record the payment.
 
@@ -583,13 +868,23 @@ def replenish_credits(
         type=PAYMENT_TYPES[payment_type],
         amount=credits,
         reason=reason,
-        actor=actor,
+        actor=actor_name(actor),
         payment_amount_usd=payment_amount_usd,
     )
     changes = {"credits_allocated": F("credits_allocated") + credits}
     if payment_type == "subscription":
         changes["last_refill_at"] = entry.created_at
     Team.objects.filter(pk=team.pk).update(**changes)
+    record(
+        actor=actor,
+        action="credits.replenish",
+        obj=team,
+        changes=credit_changes(
+            entry,
+            payment_type=payment_type,
+            payment_amount_usd=audit_value(payment_amount_usd),
+        ),
+    )
 
     logger.info(
         "Replenished team %s with %s credits (%s)", team.id, credits, entry.type
@@ -603,7 +898,7 @@ def _already_refunded(job: Job) -> Conflict:
 
 @transaction.atomic
 def refund_job(
-    *, team_id: str, job_id: uuid.UUID, reason: str = "", actor: str = ""
+    *, team_id: str, job_id: uuid.UUID, reason: str = "", actor: AnyActor = None
 ) -> CreditTransaction:
     """Give a team back what one of its jobs was charged, at most once per job.
 
@@ -635,7 +930,7 @@ def refund_job(
                 amount=job.credits_charged,
                 job=job,
                 reason=reason or f"Refund of job {job.id} ({job.job_type})",
-                actor=actor,
+                actor=actor_name(actor),
             )
     except IntegrityError:
         # The job lock already serializes refunds; the constraint allowing
@@ -643,6 +938,12 @@ def refund_job(
         raise _already_refunded(job) from None
     Team.objects.filter(pk=team.pk).update(
         credits_used=F("credits_used") - job.credits_charged
+    )
+    record(
+        actor=actor,
+        action="credits.refund",
+        obj=team,
+        changes=credit_changes(entry, job=str(job.id)),
     )
 
     logger.info("Refunded %s credits of job %s", job.credits_charged, job.id)
@@ -656,7 +957,7 @@ def adjust_credits(
     credits: int,
     reason: str,
     allow_negative: bool = False,
-    actor: str = "",
+    actor: AnyActor = None,
 ) -> CreditTransaction:
     """Correct a team's allocation by a signed number of credits.
 
@@ -684,10 +985,16 @@ def adjust_credits(
         type=CreditTransaction.Type.ADJUSTMENT,
         amount=credits,
         reason=reason,
-        actor=actor,
+        actor=actor_name(actor),
     )
     Team.objects.filter(pk=team.pk).update(
         credits_allocated=F("credits_allocated") + credits
+    )
+    record(
+        actor=actor,
+        action="credits.adjust",
+        obj=team,
+        changes=credit_changes(entry),
     )
 
     logger.info("Adjusted team %s by %s credits", team.id, credits)
@@ -708,6 +1015,7 @@ def configure_auto_refill(
     enabled: bool,
     refill_amount: int | None = None,
     refill_period: str | None = None,
+    actor: AnyActor = None,
 ) -> Team:
     """Turn a team's automatic refills on or off; omitted settings keep their values.
 
@@ -715,6 +1023,7 @@ def configure_auto_refill(
     stored earlier; otherwise raises 422 with the missing fields.
     """
     team = _lock_team(team_id)
+    before = audit_values(team, AUTO_REFILL_AUDIT_FIELDS)
     if refill_amount is not None:
         team.refill_amount = refill_amount
     if refill_period is not None:
@@ -731,6 +1040,7 @@ def configure_auto_refill(
             "updated_at",
         ]
     )
+    _record_team_change(team, "team.update", before, AUTO_REFILL_AUDIT_FIELDS, actor)
     logger.info("Set automatic refills of team %s to %s", team.id, enabled)
     return team
 
@@ -781,12 +1091,14 @@ class RefillSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def perform_due_refills(*, now: datetime, dry_run: bool = False) -> RefillSummary:
+def perform_due_refills(
+    *, now: datetime, dry_run: bool = False, actor: AnyActor = AUTO_REFILL_ACTOR
+) -> RefillSummary:
     """Refill each team with automatic refills once for the period containing ``now``.
 
     Every team is refilled in its own transaction, so one failure does not
     undo the others. A team already refilled in the period, by an earlier or
-    a concurrent run, is skipped.
+    a concurrent run, is skipped. Each refill records ``credits.refill``.
     """
     summary = RefillSummary(dry_run=dry_run)
     team_ids = list(
@@ -796,7 +1108,9 @@ def perform_due_refills(*, now: datetime, dry_run: bool = False) -> RefillSummar
     )
     for team_id in team_ids:
         try:
-            refilled = _refill_team(team_id=team_id, now=now, dry_run=dry_run)
+            refilled = _refill_team(
+                team_id=team_id, now=now, dry_run=dry_run, actor=actor
+            )
         except IntegrityError:
             # A concurrent run inserted this period's refill first.
             refilled = False
@@ -815,7 +1129,9 @@ def perform_due_refills(*, now: datetime, dry_run: bool = False) -> RefillSummar
     return summary
 
 
-def _refill_team(*, team_id: str, now: datetime, dry_run: bool) -> bool:
+def _refill_team(
+    *, team_id: str, now: datetime, dry_run: bool, actor: AnyActor
+) -> bool:
     """Refill one team for the current period; return False if it was done before."""
     with transaction.atomic():
         team = _lock_team(team_id)
@@ -831,17 +1147,23 @@ def _refill_team(*, team_id: str, now: datetime, dry_run: bool) -> bool:
         if dry_run:
             return True
 
-        _write_ledger(
+        entry = _write_ledger(
             team=team,
             type=CreditTransaction.Type.ALLOCATION,
             amount=team.refill_amount,
             reason=f"Automatic {team.refill_period} refill",
-            actor=AUTO_REFILL_ACTOR,
+            actor=actor_name(actor),
             refill_period_key=period_key,
         )
         Team.objects.filter(pk=team.pk).update(
             credits_allocated=F("credits_allocated") + team.refill_amount,
             last_refill_at=now,
+        )
+        record(
+            actor=actor,
+            action="credits.refill",
+            obj=team,
+            changes=credit_changes(entry, period=period_key),
         )
     logger.info("Refilled team %s for %s", team_id, period_key)
     return True

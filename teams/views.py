@@ -1,7 +1,9 @@
 """Admin endpoints for organizations, teams, keys, credits and billing settings.
 
-Every view here derives from ``saasllm.views.AdminView``, which
-admits only a request with a valid ``X-Admin-Key``.
+Every view here derives from ``TeamsAdminView``, an ``AdminView`` that admits
+only the master key or a staff user with the model permission. The services
+these views call record their own audit entries, inside the transaction of
+the change, so the views record no request-level entry.
 """
 
 from contextlib import contextmanager
@@ -89,7 +91,13 @@ def require_team(team_id: str) -> None:
         raise NotFound(f"Team {team_id} not found.")
 
 
-class OrganizationCreateView(AdminView):
+class TeamsAdminView(AdminView):
+    """Base of the views here, whose services record the audit entries."""
+
+    record_request_audit = False
+
+
+class OrganizationCreateView(TeamsAdminView):
     permission_model = "teams.Organization"
     audit_action = "organization.create"
 
@@ -103,7 +111,7 @@ class OrganizationCreateView(AdminView):
 
         message = f"Organization {data['organization_id']} already exists."
         with conflict_on_duplicate(message):
-            organization = create_organization(**data)
+            organization = create_organization(**data, actor=self.audit_actor)
 
         return Response(
             serializers.OrganizationSerializer(organization).data,
@@ -111,7 +119,7 @@ class OrganizationCreateView(AdminView):
         )
 
 
-class OrganizationListView(AdminView):
+class OrganizationListView(TeamsAdminView):
     permission_model = "teams.Organization"
 
     @extend_schema(
@@ -125,7 +133,7 @@ class OrganizationListView(AdminView):
         )
 
 
-class OrganizationDetailView(AdminView):
+class OrganizationDetailView(TeamsAdminView):
     permission_model = "teams.Organization"
 
     @extend_schema(
@@ -144,7 +152,9 @@ class OrganizationDetailView(AdminView):
     )
     def patch(self, request, organization_id: str):
         data = validated_data(serializers.OrganizationUpdateSerializer, request.data)
-        organization = update_organization(organization_id=organization_id, **data)
+        organization = update_organization(
+            organization_id=organization_id, **data, actor=self.audit_actor
+        )
         return Response(serializers.OrganizationSerializer(organization).data)
 
     @extend_schema(
@@ -156,7 +166,7 @@ class OrganizationDetailView(AdminView):
         return self.patch(request, organization_id)
 
 
-class TeamCreateView(AdminView):
+class TeamCreateView(TeamsAdminView):
     permission_model = "teams.Team"
     audit_action = "team.create"
 
@@ -183,7 +193,7 @@ class TeamCreateView(AdminView):
                 credits_per_dollar=data.get("credits_per_dollar"),
                 tokens_per_credit=data.get("tokens_per_credit"),
                 metadata=data.get("metadata"),
-                actor=self.actor,
+                actor=self.audit_actor,
             )
 
         context = {"virtual_key": plaintext, "key": key}
@@ -193,7 +203,7 @@ class TeamCreateView(AdminView):
         return Response(response.data, status=status.HTTP_201_CREATED)
 
 
-class TeamListView(AdminView):
+class TeamListView(TeamsAdminView):
     permission_model = "teams.Team"
 
     @extend_schema(
@@ -212,7 +222,7 @@ class TeamListView(AdminView):
         return self.paginated_response(teams, serializers.TeamSerializer)
 
 
-class TeamDetailView(AdminView):
+class TeamDetailView(TeamsAdminView):
     permission_model = "teams.Team"
     audit_action = "team.update"
 
@@ -236,7 +246,12 @@ class TeamDetailView(AdminView):
         )
 
         access_groups = data.pop("access_groups", None)
-        update_team(team_id=team.id, fields=data, access_groups=access_groups)
+        update_team(
+            team_id=team.id,
+            fields=data,
+            access_groups=access_groups,
+            actor=self.audit_actor,
+        )
 
         return Response(serializers.TeamSerializer(get_team_or_404(team.id)).data)
 
@@ -249,7 +264,7 @@ class TeamDetailView(AdminView):
         return self.put(request, team_id)
 
 
-class TeamSuspendView(AdminView):
+class TeamSuspendView(TeamsAdminView):
     permission_model = "teams.Team"
     required_permissions = {"POST": "teams.change_team"}
     audit_action = "team.suspend"
@@ -257,7 +272,7 @@ class TeamSuspendView(AdminView):
     @extend_schema(tags=[TEAMS_TAG], request=None, responses=serializers.TeamSerializer)
     def put(self, request, team_id: str):
         require_team(team_id)
-        suspend_team(team_id=team_id)
+        suspend_team(team_id=team_id, actor=self.audit_actor)
         return Response(serializers.TeamSerializer(get_team_or_404(team_id)).data)
 
     @extend_schema(tags=[TEAMS_TAG], request=None, responses=serializers.TeamSerializer)
@@ -265,7 +280,7 @@ class TeamSuspendView(AdminView):
         return self.put(request, team_id)
 
 
-class TeamResumeView(AdminView):
+class TeamResumeView(TeamsAdminView):
     permission_model = "teams.Team"
     required_permissions = {"POST": "teams.change_team"}
     audit_action = "team.resume"
@@ -278,7 +293,7 @@ class TeamResumeView(AdminView):
     )
     def put(self, request, team_id: str):
         require_team(team_id)
-        resume_team(team_id=team_id)
+        resume_team(team_id=team_id, actor=self.audit_actor)
         return Response(serializers.TeamSerializer(get_team_or_404(team_id)).data)
 
     @extend_schema(tags=[TEAMS_TAG], request=None, responses=serializers.TeamSerializer)
@@ -286,7 +301,7 @@ class TeamResumeView(AdminView):
         return self.put(request, team_id)
 
 
-class TeamPauseView(AdminView):
+class TeamPauseView(TeamsAdminView):
     permission_model = "teams.Team"
     required_permissions = {"POST": "teams.change_team"}
     audit_action = "team.pause"
@@ -299,7 +314,7 @@ class TeamPauseView(AdminView):
     )
     def put(self, request, team_id: str):
         require_team(team_id)
-        pause_team(team_id=team_id)
+        pause_team(team_id=team_id, actor=self.audit_actor)
         return Response(serializers.TeamSerializer(get_team_or_404(team_id)).data)
 
     @extend_schema(tags=[TEAMS_TAG], request=None, responses=serializers.TeamSerializer)
@@ -307,7 +322,7 @@ class TeamPauseView(AdminView):
         return self.put(request, team_id)
 
 
-class OrganizationStatusView(AdminView):
+class OrganizationStatusView(TeamsAdminView):
     """Suspend or resume an organization and with it the use of all its teams."""
 
     permission_model = "teams.Organization"
@@ -322,7 +337,9 @@ class OrganizationStatusView(AdminView):
     )
     def put(self, request, organization_id: str):
         organization = set_organization_status(
-            organization_id=organization_id, status=self.status
+            organization_id=organization_id,
+            status=self.status,
+            actor=self.audit_actor,
         )
         return Response(serializers.OrganizationSerializer(organization).data)
 
@@ -335,7 +352,7 @@ class OrganizationStatusView(AdminView):
         return self.put(request, organization_id)
 
 
-class TeamKeysView(AdminView):
+class TeamKeysView(TeamsAdminView):
     permission_model = "teams.VirtualKey"
     audit_action = "key.issue"
 
@@ -373,14 +390,14 @@ class TeamKeysView(AdminView):
             raise NotFound(f"Team {team_id} not found.")
         data = validated_data(serializers.KeyCreateSerializer, request.data)
 
-        key, plaintext = issue_key(team=team, created_by=self.actor, **data)
+        key, plaintext = issue_key(team=team, actor=self.audit_actor, **data)
 
         context = {"virtual_key": plaintext, "key": key}
         response = serializers.IssuedKeySerializer(team, context=context)
         return Response(response.data, status=status.HTTP_201_CREATED)
 
 
-class TeamKeyDetailView(AdminView):
+class TeamKeyDetailView(TeamsAdminView):
     permission_model = "teams.VirtualKey"
 
     @extend_schema(
@@ -393,7 +410,7 @@ class TeamKeyDetailView(AdminView):
         return Response(serializers.KeyDetailSerializer(key).data)
 
 
-class TeamKeyRotateView(AdminView):
+class TeamKeyRotateView(TeamsAdminView):
     permission_model = "teams.VirtualKey"
     required_permissions = {"POST": ("teams.add_virtualkey", "teams.change_virtualkey")}
     audit_action = "key.rotate"
@@ -418,7 +435,7 @@ class TeamKeyRotateView(AdminView):
         new_key, plaintext = rotate_key(
             key=key,
             grace_period=timedelta(hours=data["grace_period_hours"]),
-            actor=self.actor,
+            actor=self.audit_actor,
             name=data["name"],
         )
 
@@ -428,7 +445,7 @@ class TeamKeyRotateView(AdminView):
         return Response(response.data, status=status.HTTP_201_CREATED)
 
 
-class TeamKeyRevokeView(AdminView):
+class TeamKeyRevokeView(TeamsAdminView):
     permission_model = "teams.VirtualKey"
     required_permissions = {"POST": "teams.change_virtualkey"}
     audit_action = "key.revoke"
@@ -446,12 +463,12 @@ class TeamKeyRevokeView(AdminView):
     def post(self, request, team_id: str, prefix: str):
         key = get_team_key(team_id=team_id, prefix=prefix)
 
-        key = revoke_key(key=key, actor=self.actor)
+        key = revoke_key(key=key, actor=self.audit_actor)
 
         return Response(serializers.KeyDetailSerializer(key).data)
 
 
-class TeamAccessGroupsView(AdminView):
+class TeamAccessGroupsView(TeamsAdminView):
     permission_model = "teams.Team"
     audit_action = "team.update"
 
@@ -471,12 +488,16 @@ class TeamAccessGroupsView(AdminView):
             body = {"access_groups": body}
         data = validated_data(serializers.TeamAccessGroupsSerializer, body)
 
-        set_team_access_groups(team_id=team_id, access_groups=data["access_groups"])
+        set_team_access_groups(
+            team_id=team_id,
+            access_groups=data["access_groups"],
+            actor=self.audit_actor,
+        )
 
         return Response(serializers.TeamSerializer(get_team_or_404(team_id)).data)
 
 
-class CreditAddView(AdminView):
+class CreditAddView(TeamsAdminView):
     permission_model = "teams.CreditTransaction"
     audit_action = "credits.add"
 
@@ -494,13 +515,13 @@ class CreditAddView(AdminView):
             team_id=team_id,
             amount=data["credits"],
             reason=data["reason"] or "Credits added by an administrator",
-            actor=self.actor,
+            actor=self.audit_actor,
         )
 
         return Response(serializers.CreditAddResultSerializer(entry).data)
 
 
-class CreditReplenishView(AdminView):
+class CreditReplenishView(TeamsAdminView):
     permission_model = "teams.CreditTransaction"
     audit_action = "credits.replenish"
 
@@ -525,13 +546,13 @@ class CreditReplenishView(AdminView):
             payment_type=data["payment_type"],
             payment_amount_usd=data["payment_amount_usd"],
             reason=data["reason"],
-            actor=self.actor,
+            actor=self.audit_actor,
         )
 
         return Response(serializers.ReplenishResultSerializer(entry).data)
 
 
-class CreditRefundView(AdminView):
+class CreditRefundView(TeamsAdminView):
     permission_model = "teams.CreditTransaction"
     audit_action = "credits.refund"
 
@@ -553,13 +574,13 @@ class CreditRefundView(AdminView):
             team_id=team_id,
             job_id=data["job_id"],
             reason=data["reason"],
-            actor=self.actor,
+            actor=self.audit_actor,
         )
 
         return Response(serializers.RefundResultSerializer(entry).data)
 
 
-class CreditAdjustView(AdminView):
+class CreditAdjustView(TeamsAdminView):
     permission_model = "teams.CreditTransaction"
     audit_action = "credits.adjust"
 
@@ -577,12 +598,12 @@ class CreditAdjustView(AdminView):
         require_team(team_id)
         data = validated_data(serializers.AdjustSerializer, request.data)
 
-        entry = adjust_credits(team_id=team_id, actor=self.actor, **data)
+        entry = adjust_credits(team_id=team_id, actor=self.audit_actor, **data)
 
         return Response(serializers.AdjustResultSerializer(entry).data)
 
 
-class BudgetModeView(AdminView):
+class BudgetModeView(TeamsAdminView):
     permission_model = "teams.Team"
     audit_action = "team.update"
 
@@ -596,12 +617,12 @@ class BudgetModeView(AdminView):
         require_team(team_id)
         data = validated_data(serializers.BudgetModeSerializer, request.data)
 
-        team = update_team(team_id=team_id, fields=data)
+        team = update_team(team_id=team_id, fields=data, actor=self.audit_actor)
 
         return Response(serializers.ConversionRatesSerializer(team).data)
 
 
-class ConversionRatesView(AdminView):
+class ConversionRatesView(TeamsAdminView):
     permission_model = "teams.Team"
     audit_action = "team.update"
 
@@ -622,12 +643,12 @@ class ConversionRatesView(AdminView):
         require_team(team_id)
         data = validated_data(serializers.ConversionRatesUpdateSerializer, request.data)
 
-        team = update_team(team_id=team_id, fields=data)
+        team = update_team(team_id=team_id, fields=data, actor=self.audit_actor)
 
         return Response(serializers.ConversionRatesSerializer(team).data)
 
 
-class AutoRefillView(AdminView):
+class AutoRefillView(TeamsAdminView):
     permission_model = "teams.Team"
     required_permissions = {"POST": "teams.change_team"}
     audit_action = "team.update"
@@ -646,12 +667,12 @@ class AutoRefillView(AdminView):
         require_team(team_id)
         data = validated_data(serializers.AutoRefillSerializer, request.data)
 
-        team = configure_auto_refill(team_id=team_id, **data)
+        team = configure_auto_refill(team_id=team_id, **data, actor=self.audit_actor)
 
         return Response(serializers.AutoRefillResultSerializer(team).data)
 
 
-class TeamMarkupView(AdminView):
+class TeamMarkupView(TeamsAdminView):
     permission_model = "teams.Team"
     audit_action = "team.update"
 
@@ -665,6 +686,6 @@ class TeamMarkupView(AdminView):
         require_team(team_id)
         data = validated_data(serializers.MarkupSerializer, request.data)
 
-        team = update_team(team_id=team_id, fields=data)
+        team = update_team(team_id=team_id, fields=data, actor=self.audit_actor)
 
         return Response(serializers.MarkupResultSerializer(team).data)

@@ -57,6 +57,8 @@ def run_job(client, owner, status="completed"):
         {
             "model": "chat-fast",
             "messages": [{"role": "user", "content": "Summarise the quarterly report"}],
+            # Keeps the call's credit reservation within a small team's balance.
+            "max_tokens": 5,
         },
         owner.headers,
     )
@@ -239,7 +241,7 @@ def test_replenish_invalid_is_422(api, team, body, field):
 
 def test_refund_returns_the_charge(api, client, team_factory):
     owner = team_factory(
-        "acme-tokens", budget_mode="consumption_tokens", tokens_per_credit=1
+        "acme-tokens", credits=50, budget_mode="consumption_tokens", tokens_per_credit=1
     )
     job = run_job(client, owner)
     assert job.credits_charged > 1
@@ -255,8 +257,8 @@ def test_refund_returns_the_charge(api, client, team_factory):
     assert body["team_id"] == "acme-tokens"
     assert body["job_id"] == str(job.id)
     assert body["credits_refunded"] == job.credits_charged
-    assert body["credits_before"] == 10 - job.credits_charged
-    assert body["credits_after"] == 10
+    assert body["credits_before"] == 50 - job.credits_charged
+    assert body["credits_after"] == 50
     assert body["transaction"]["transaction_type"] == "refund"
     assert body["transaction"]["job_id"] == str(job.id)
     refund = CreditTransaction.objects.get(job=job, type="refund")
@@ -264,7 +266,7 @@ def test_refund_returns_the_charge(api, client, team_factory):
     assert refund.reason == "Wrong answer"
     team_row = Team.objects.get(pk="acme-tokens")
     assert team_row.credits_used == 0
-    assert team_row.credits_allocated == 10
+    assert team_row.credits_allocated == 50
 
 
 def test_second_refund_is_409(api, client, team):

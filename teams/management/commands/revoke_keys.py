@@ -61,7 +61,9 @@ class Command(BaseCommand):
                     team_id=options["team"], actor=ACTOR, dry_run=dry_run
                 )
             else:
-                keys = revoke_expired_keys(now=timezone.now(), dry_run=dry_run)
+                keys = revoke_expired_keys(
+                    now=timezone.now(), dry_run=dry_run, actor=ACTOR
+                )
         except ApiError as exc:
             raise CommandError(exc.message) from None
 

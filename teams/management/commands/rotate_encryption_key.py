@@ -7,8 +7,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from audit.services import SECRET_MARKER, record
 from catalog.crypto import DecryptionFailed, reencrypt_secret
 from catalog.models import ProviderCredential
+
+ACTOR = "rotate_encryption_key command"
 
 
 class Command(BaseCommand):
@@ -62,6 +65,13 @@ class Command(BaseCommand):
                 for credential_id, ciphertext in replacements.items():
                     ProviderCredential.objects.filter(pk=credential_id).update(
                         encrypted_api_key=ciphertext
+                    )
+                    record(
+                        actor=ACTOR,
+                        action="credential.reencrypt",
+                        object_type="credential",
+                        object_id=str(credential_id),
+                        changes={"encrypted_api_key": SECRET_MARKER},
                     )
 
         self.report(

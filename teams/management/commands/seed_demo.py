@@ -23,6 +23,7 @@ from teams.services import (
     create_team,
     issue_key,
     revoke_keys,
+    set_team_access_groups,
 )
 
 ORGANIZATION_ID = "demo"
@@ -95,7 +96,7 @@ class Command(BaseCommand):
             return organization
         self.note(f"Created organization {ORGANIZATION_ID}.")
         return create_organization(
-            organization_id=ORGANIZATION_ID, name="Demo organization"
+            organization_id=ORGANIZATION_ID, name="Demo organization", actor=ACTOR
         )
 
     def ensure_alias_in_group(self) -> AccessGroup:
@@ -169,7 +170,12 @@ class Command(BaseCommand):
                 f"Team {TEAM_ID} exists in organization {team.organization_id}, "
                 f"not {ORGANIZATION_ID}. Rename or delete it, then run seed_demo again."
             )
-        team.access_groups.add(group)
+        # Through the service, so adding a missing group is recorded.
+        set_team_access_groups(
+            team_id=team.id,
+            access_groups=[*team.access_groups.all(), group],
+            actor=ACTOR,
+        )
         return team
 
     def reset_admin_password(self) -> str:
@@ -196,7 +202,7 @@ class Command(BaseCommand):
         )
         if revoked:
             self.note(f"Revoked {len(revoked)} earlier demo key(s) of {TEAM_ID}.")
-        _, plaintext = issue_key(team=team, name=KEY_NAME, created_by=ACTOR)
+        _, plaintext = issue_key(team=team, name=KEY_NAME, actor=ACTOR)
         return plaintext
 
 
