@@ -230,6 +230,10 @@ class TeamSerializer(serializers.ModelSerializer):
             "credits_per_dollar",
             "tokens_per_credit",
             "markup_percent",
+            "max_calls_per_job",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "max_concurrent_calls",
             "metadata",
             "keys",
             "created_at",
@@ -429,6 +433,19 @@ class TeamUpdateSerializer(UnchangedFieldsMixin, TeamSettingsSerializer):
     name = serializers.CharField(max_length=200, required=False)
     access_groups = access_group_list_field(required=False)
     markup_percent = markup_percent_field(required=False)
+    max_calls_per_job = serializers.IntegerField(
+        required=False, min_value=1, max_value=1_000_000
+    )
+    # Rate limits; null removes the limit.
+    requests_per_minute = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=10_000_000
+    )
+    tokens_per_minute = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2_000_000_000
+    )
+    max_concurrent_calls = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100_000
+    )
 
     forbidden_fields = {
         name: BALANCE_FIELD_MESSAGE

@@ -620,6 +620,10 @@ TEAM_SETTINGS_FIELDS = frozenset(
         "tokens_per_credit",
         "markup_percent",
         "metadata",
+        "max_calls_per_job",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "max_concurrent_calls",
     }
 )
 

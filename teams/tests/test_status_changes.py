@@ -94,3 +94,40 @@ def test_update_organization(client, organization, admin_headers):
     assert organization.name == "Acme Corporation"
     assert organization.metadata == {"tier": "gold"}
     assert organization.status == "active"
+
+
+def test_rate_limits_are_set_through_team_update(client, team, admin_headers):
+    response = client.patch(
+        f"/api/teams/{team.id}",
+        data=json.dumps(
+            {
+                "requests_per_minute": 2,
+                "max_concurrent_calls": 1,
+                "max_calls_per_job": 50,
+            }
+        ),
+        content_type="application/json",
+        **admin_headers,
+    )
+    statuses = [create_job(client, team).status_code for _ in range(3)]
+
+    assert response.status_code == 200
+    assert response.json()["requests_per_minute"] == 2
+    assert response.json()["max_calls_per_job"] == 50
+    assert statuses == [201, 201, 429]
+    team.team.refresh_from_db()
+    assert team.team.max_concurrent_calls == 1
+
+
+def test_rate_limit_can_be_removed(client, team, admin_headers):
+    Team.objects.filter(pk=team.id).update(requests_per_minute=1)
+
+    response = client.patch(
+        f"/api/teams/{team.id}",
+        data=json.dumps({"requests_per_minute": None}),
+        content_type="application/json",
+        **admin_headers,
+    )
+
+    assert response.status_code == 200
+    assert Team.objects.get(pk=team.id).requests_per_minute is None
