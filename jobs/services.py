@@ -113,7 +113,7 @@ CHARACTERS_PER_TOKEN_ESTIMATE = 3
 
 @dataclass(frozen=True)
 class CallSize:
-    """What the request says about a call's size, for its credit reservation."""
+    """Size hints of a call request, for its credit reservation."""
 
     prompt_characters: int = 0
     max_tokens: int | None = None

@@ -90,7 +90,7 @@ def content_length(scope: dict) -> int | None:
 
 @sync_and_async_middleware
 def reject_nul_in_path(get_response):
-    """Answer 404 for a path with a NUL character.
+    """Return 404 for a path with a NUL character.
 
     PostgreSQL rejects NUL in text, so an id containing one would reach the
     database only to fail there with a 500; no object's id contains one.

@@ -187,7 +187,7 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
-# What the rate limiter does while Redis is unreachable: "closed" rejects
+# Rate limiter behaviour while Redis is unreachable: "closed" rejects
 # team requests with 503, "open" lets them through unlimited.
 RATE_LIMIT_FAILURE_MODE = env_str("RATE_LIMIT_FAILURE_MODE", "closed").lower()
 if RATE_LIMIT_FAILURE_MODE not in {"closed", "open"}:
@@ -331,7 +331,8 @@ PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 60.0, minimum=0
 # when the operator opts in.
 STORE_CALL_BODIES = env_bool("STORE_CALL_BODIES", default=False)
 
-# litellm downloads its price map at import unless told to use the bundled one.
+# litellm downloads its price map at import unless this setting selects the
+# bundled copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_TELEMETRY", "False")
 

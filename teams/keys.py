@@ -29,8 +29,8 @@ SECRET_BYTES = 32
 PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 # Characters of secrets.token_urlsafe, and so of a key's last four.
 SECRET_ALPHABET = string.ascii_letters + string.digits + "-_"
-# Longest key the gateway ever issues is 54 characters; anything much longer
-# is not a key and is rejected before hashing.
+# Keys the gateway issues are 54 characters long. Anything much longer is not
+# a key and is rejected before hashing.
 MAX_KEY_LENGTH = 128
 SECRET_ID_LENGTH = 8
 SECRET_ID_MESSAGE = b"saasllm virtual key digest secret id"
