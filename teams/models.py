@@ -169,7 +169,7 @@ class CreditTransaction(models.Model):
     """One append-only ledger row per change of a team's remaining balance.
 
     ``amount`` is the signed change of the remaining balance, so the sum of a
-    team's rows equals its remaining balance; ``balance_before`` and
+    team's rows equals its remaining balance. ``balance_before`` and
     ``balance_after`` are the remaining balance around the change.
     """
 

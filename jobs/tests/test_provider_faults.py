@@ -91,7 +91,7 @@ def test_missing_credential_is_503(create_job, call_job, credential):
     assert not LLMCall.objects.exists()
 
 
-def test_failed_calls_do_not_make_a_completed_job_chargeable(
+def test_only_failed_calls_charge_nothing(
     team, create_job, call_job, complete_job, faulty_alias
 ):
     faulty_alias("fail-500")
