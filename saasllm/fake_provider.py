@@ -31,8 +31,19 @@ share no state:
 - ``stream-<count>x<ms>`` (``stream-50x20``): the reply is the words
   ``w1`` to ``w<count>``; a stream sends one chunk per word, ``<ms>``
   milliseconds apart.
-- ``stream-fail-after-<n>``: a stream breaks its connection after ``n``
-  chunks; a request without ``stream`` gets its connection closed at once.
+- ``stream-fail-after-<n>``: a stream sends ``n`` chunks (the words ``w1``
+  on, 10 ms apart) and then breaks its connection; a request without
+  ``stream`` gets its connection closed at once.
+- ``flaky-<n>x<status>`` with any suffix (``flaky-2x503-retry-test``): the
+  first ``n`` requests naming exactly that model get ``<status>``, later
+  ones answer normally. Counts are kept per server.
+- Any model name ending in ``-no-usage`` (``stream-5x10-no-usage``) behaves
+  as the name without it, but its streams never report usage, as some
+  OpenAI-compatible servers do.
+
+Each stream's end is appended to ``FakeProviderServer.stream_endings`` as
+``(model, chunks sent, finished)``; ``finished`` is False when the client
+went away first.
 
 A request whose API key is ``invalid-key``, or that sends no key, gets 401.
 
@@ -65,11 +76,14 @@ MAX_ECHO_CHARACTERS = 200
 MAX_SLOW_SECONDS = 300.0
 MAX_STREAM_CHUNKS = 10_000
 MAX_STREAM_INTERVAL_MS = 10_000
+BROKEN_STREAM_INTERVAL_SECONDS = 0.01
 
 _FAIL = re.compile(r"^fail-(\d{3})$")
 _SLOW = re.compile(r"^slow-(\d+(?:\.\d+)?)$")
 _STREAM = re.compile(r"^stream-(\d+)x(\d+)$")
 _STREAM_FAIL = re.compile(r"^stream-fail-after-(\d+)$")
+_FLAKY = re.compile(r"^flaky-(\d+)x(\d{3})(?:-.*)?$")
+NO_USAGE_SUFFIX = "-no-usage"
 
 
 class ReceivedRequest(NamedTuple):
@@ -197,6 +211,9 @@ def build_reply(
         reply.text = " ".join(f"w{number}" for number in range(1, count + 1))
     elif match := _STREAM_FAIL.match(model):
         reply.break_after = int(match[1])
+        count = min(reply.break_after + 5, MAX_STREAM_CHUNKS)
+        reply.text = " ".join(f"w{number}" for number in range(1, count + 1))
+        reply.interval = BROKEN_STREAM_INTERVAL_SECONDS
 
     tool = choose_tool(tools, tool_choice, user_text)
     if tool is not None:
@@ -323,7 +340,9 @@ async def stream_openai(
     request: web.Request, body: dict, reply: Reply, model: str
 ) -> web.StreamResponse:
     """Send the reply as chat.completion.chunk events, one per word."""
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    include_usage = bool(
+        (body.get("stream_options") or {}).get("include_usage")
+    ) and not model.endswith(NO_USAGE_SUFFIX)
     completion_id = new_id("chatcmpl-fake-")
     created = int(time.time())
     call_id = new_id("call_fake_")
@@ -381,18 +400,19 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict):
         return openai_error(400, "The request body must be a JSON object.")
     model = deployment or str(body.get("model") or "")
+    behaviour = model.removesuffix(NO_USAGE_SUFFIX)
 
     if not key or key == INVALID_KEY:
         return openai_error(401, unauthorized_message(key))
-    failure = await failure_or_delay(request, model)
+    failure = await failure_or_delay(request, behaviour)
     if failure is not None:
         return openai_error(failure, failure_message(failure, model, key))
-    if model == "malformed":
+    if behaviour == "malformed":
         return malformed_response()
-    if model == "bad-shape":
+    if behaviour == "bad-shape":
         return web.json_response({"id": new_id("chatcmpl-fake-"), "model": model})
 
-    reply = openai_reply(body, model)
+    reply = openai_reply(body, behaviour)
     if body.get("stream"):
         return await stream_openai(request, body, reply, model)
     if reply.break_after is not None:
@@ -571,9 +591,14 @@ def failure_message(status: int, model: str, key: str) -> str:
 
 
 async def failure_or_delay(request: web.Request, model: str) -> int | None:
-    """Return the error status of a ``fail-*`` model, or sleep for ``slow-*``."""
+    """Return the error status of a ``fail-*`` or ``flaky-*`` model, or sleep for ``slow-*``."""
     if (match := _FAIL.match(model)) and 400 <= int(match[1]) <= 599:
         return int(match[1])
+    if (match := _FLAKY.match(model)) and 400 <= int(match[2]) <= 599:
+        counts = request.app[FLAKY_COUNTS_KEY]
+        counts[model] = counts.get(model, 0) + 1
+        if counts[model] <= int(match[1]):
+            return int(match[2])
     if match := _SLOW.match(model):
         await asyncio.sleep(min(float(match[1]), MAX_SLOW_SECONDS))
     return None
@@ -608,14 +633,32 @@ async def send_event(
 
 async def send_pieces(request, response, reply: Reply, make_event, event_name) -> bool:
     """Send one event per reply piece; return False if the stream was broken."""
-    for position, piece in enumerate(reply.pieces):
-        if reply.break_after is not None and position >= reply.break_after:
-            break
-        if position and reply.interval:
-            await asyncio.sleep(reply.interval)
-        await send_event(response, make_event(position, piece), bool(event_name))
+    endings = request.app[STREAM_ENDINGS_KEY]
+    model = request.get(BODY_KEY, {}).get("model") or request.match_info.get(
+        "deployment"
+    )
+    sent = 0
+    try:
+        for position, piece in enumerate(reply.pieces):
+            if reply.break_after is not None and position >= reply.break_after:
+                break
+            if position and reply.interval:
+                await asyncio.sleep(reply.interval)
+            await send_event(response, make_event(position, piece), bool(event_name))
+            sent += 1
+    except ConnectionError:
+        # The client went away.
+        endings.append((model, sent, False))
+        return False
+    except asyncio.CancelledError:
+        endings.append((model, sent, False))
+        raise
+    endings.append((model, sent, reply.break_after is None))
     if reply.break_after is None:
         return True
+    # A client reading a connection that fails discards what it has not read
+    # yet, so the break waits until the chunks sent have been read.
+    await asyncio.sleep(BROKEN_STREAM_INTERVAL_SECONDS * 4)
     if request.transport is not None:
         request.transport.abort()
     return False
@@ -625,6 +668,8 @@ async def send_pieces(request, response, reply: Reply, make_event, event_name) -
 
 BODY_KEY = web.RequestKey("body", object)
 REQUESTS_KEY = web.AppKey("requests", list | None)
+FLAKY_COUNTS_KEY = web.AppKey("flaky_counts", dict)
+STREAM_ENDINGS_KEY = web.AppKey("stream_endings", list)
 
 
 @web.middleware
@@ -662,10 +707,14 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(requests: list | None) -> web.Application:
+def create_app(
+    requests: list | None, stream_endings: list | None = None
+) -> web.Application:
     """Build the app; it appends each request to ``requests`` unless it is None."""
     app = web.Application(middlewares=[record_requests])
     app[REQUESTS_KEY] = requests
+    app[FLAKY_COUNTS_KEY] = {}
+    app[STREAM_ENDINGS_KEY] = stream_endings if stream_endings is not None else []
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_post("/chat/completions", openai_chat)
     app.router.add_post(
@@ -689,6 +738,7 @@ class FakeProviderServer:
         self.host = host
         self.port = port
         self.requests: list[ReceivedRequest] = []
+        self.stream_endings: list[tuple[str, int, bool]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -731,7 +781,9 @@ class FakeProviderServer:
         loop = asyncio.new_event_loop()
         self._loop = loop
         runner = web.AppRunner(
-            create_app(self.requests), access_log=None, shutdown_timeout=0.5
+            create_app(self.requests, self.stream_endings),
+            access_log=None,
+            shutdown_timeout=0.5,
         )
         try:
             loop.run_until_complete(runner.setup())

@@ -34,3 +34,18 @@ class ChatResult:
     tool_calls: list[dict] | None
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass
+class StreamChunk:
+    """One piece of a streamed chat completion, in OpenAI's delta shape.
+
+    ``delta`` holds only the fields the gateway relays (``role``, ``content``,
+    ``tool_calls`` and similar), never provider-specific ones. ``usage`` is
+    (prompt tokens, completion tokens) on the chunk that carries the
+    provider's usage report, and None on the others.
+    """
+
+    delta: dict = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: tuple[int, int] | None = None

@@ -4,15 +4,16 @@ litellm is imported on the first such call only: the import takes seconds and
 about 280 MB, which processes that never call these providers should not pay.
 """
 
+import asyncio
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 
 import aiohttp
 
 from catalog.models import Provider
-from catalog.providers.base import ChatResult, ProviderTarget
+from catalog.providers.base import ChatResult, ProviderTarget, StreamChunk
 from catalog.providers.errors import (
     ProviderBadResponse,
     ProviderError,
@@ -22,6 +23,8 @@ from catalog.providers.errors import (
     parse_retry_after,
     redact_detail,
 )
+
+logger = logging.getLogger(__name__)
 
 # litellm's model prefix for each provider it serves for the gateway.
 LITELLM_PREFIXES = {
@@ -82,6 +85,74 @@ async def complete_with_litellm(
             raise
         raise error from None
     return to_chat_result(response)
+
+
+async def stream_with_litellm(
+    target: ProviderTarget, messages: list[dict], params: dict
+) -> AsyncIterator[StreamChunk]:
+    """Stream one chat completion through litellm as OpenAI-shaped StreamChunks.
+
+    litellm translates each provider's own events (Anthropic's message
+    events, Gemini's candidates) into OpenAI chunks and, with
+    ``include_usage``, reports usage on the last one. ``target.timeout``
+    bounds each wait for the next chunk.
+    """
+    litellm = load_litellm()
+    stream_params = {
+        **params,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    try:
+        async with asyncio.timeout(target.timeout):
+            response = await litellm.acompletion(
+                **litellm_arguments(target, messages, stream_params)
+            )
+    except TimeoutError:
+        raise ProviderTimeout(
+            operator_detail=f"No response within {target.timeout} seconds."
+        ) from None
+    except Exception as exc:
+        raise _mapped(exc, target) from None
+
+    iterator = aiter(response)
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(target.timeout):
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ProviderTimeout(
+                    operator_detail=f"No stream data within {target.timeout} seconds."
+                ) from None
+            except Exception as exc:
+                raise _mapped(exc, target) from None
+            stream_chunk = to_stream_chunk(chunk)
+            if stream_chunk is not None:
+                yield stream_chunk
+    finally:
+        await _close_stream(response)
+
+
+def _mapped(exc: Exception, target: ProviderTarget) -> Exception:
+    error = map_litellm_error(exc, target)
+    if error is None:
+        return exc
+    return error
+
+
+async def _close_stream(response) -> None:
+    """Close the provider connection under a litellm stream, if it is open."""
+    stream = getattr(response, "completion_stream", None)
+    closer = getattr(stream, "aclose", None)
+    if closer is None:
+        return
+    try:
+        await closer()
+    except Exception:
+        logger.debug("Closing a litellm stream failed", exc_info=True)
 
 
 def litellm_arguments(
@@ -187,6 +258,52 @@ def to_chat_result(response) -> ChatResult:
         prompt_tokens=getattr(usage, "prompt_tokens", None) or 0,
         completion_tokens=getattr(usage, "completion_tokens", None) or 0,
     )
+
+
+def to_stream_chunk(chunk) -> StreamChunk | None:
+    """Map one of litellm's streamed chunks to a StreamChunk; None when it is empty."""
+    usage = getattr(chunk, "usage", None)
+    tokens = None
+    if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+        tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
+    choices = getattr(chunk, "choices", None) or []
+    delta, finish_reason = {}, None
+    if choices:
+        choice = choices[0]
+        finish_reason = getattr(choice, "finish_reason", None)
+        message = getattr(choice, "delta", None)
+        if message is not None:
+            delta = _stream_delta(message)
+    if not delta and finish_reason is None and tokens is None:
+        return None
+    return StreamChunk(delta=delta, finish_reason=finish_reason, usage=tokens)
+
+
+def _stream_delta(message) -> dict:
+    delta = {}
+    for name in ("role", "content", "refusal", "reasoning_content"):
+        value = getattr(message, name, None)
+        if value is not None:
+            delta[name] = value
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        delta["tool_calls"] = [
+            {
+                "index": getattr(call, "index", position) or 0,
+                **({"id": call.id} if getattr(call, "id", None) else {}),
+                **({"type": "function"} if getattr(call, "id", None) else {}),
+                "function": {
+                    key: value
+                    for key, value in (
+                        ("name", getattr(call.function, "name", None)),
+                        ("arguments", getattr(call.function, "arguments", None)),
+                    )
+                    if value is not None
+                },
+            }
+            for position, call in enumerate(tool_calls)
+        ]
+    return delta
 
 
 def _tool_calls(tool_calls) -> list[dict] | None:
