@@ -123,6 +123,8 @@ def alias(db):
         provider_model="fake-gpt-small",
         input_price_per_million="0.150000",
         output_price_per_million="0.600000",
+        # Tests of retries set their own; elsewhere a failure is final.
+        max_retries=0,
     )
 
 

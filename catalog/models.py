@@ -1,6 +1,10 @@
 import uuid
 
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models import Q
 
@@ -30,6 +34,12 @@ class Provider(models.TextChoices):
     VERTEX_AI = "vertex_ai", "Google Vertex AI"
     BEDROCK = "bedrock", "AWS Bedrock"
     COHERE = "cohere", "Cohere"
+
+
+MAX_TIMEOUT_SECONDS = 3600
+MAX_RETRIES = 10
+MAX_RETRY_BACKOFF_MS = 60_000
+MAX_FALLBACKS = 5
 
 
 class ModelAlias(models.Model):
@@ -65,6 +75,32 @@ class ModelAlias(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status, default=Status.ACTIVE)
     description = models.TextField(blank=True)
+    timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
+        help_text="Seconds to wait for the provider per attempt (for a stream: "
+        "for each chunk). Empty means PROVIDER_TIMEOUT_SECONDS.",
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MaxValueValidator(MAX_RETRIES)],
+        help_text="Retries after a retryable failure: 429, 5xx, timeouts and "
+        "connection errors. Invalid requests and credential errors are never "
+        "retried.",
+    )
+    retry_backoff_ms = models.PositiveIntegerField(
+        default=500,
+        validators=[MaxValueValidator(MAX_RETRY_BACKOFF_MS)],
+        help_text="Base of the exponential backoff between retries, in "
+        "milliseconds; each wait is random up to base x 2^(retry - 1).",
+    )
+    fallbacks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Aliases tried in this order when this alias's retries are "
+        "exhausted.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

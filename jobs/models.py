@@ -103,6 +103,13 @@ class LLMCall(models.Model):
     client_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     attempt_count = models.PositiveSmallIntegerField(default=1)
+    # The alias whose provider produced the reply, or the last one tried when
+    # the call failed: the requested alias unless a fallback served it.
+    served_by = models.CharField(max_length=100, blank=True)
+    streamed = models.BooleanField(default=False)
+    # True when the provider reported no usage and the tokens were counted
+    # by the gateway.
+    usage_estimated = models.BooleanField(default=False)
     finish_reason = models.CharField(max_length=50, blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)

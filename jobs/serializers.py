@@ -18,6 +18,9 @@ PROVIDER_PARAMETERS = (
     "response_format",
     "tools",
     "tool_choice",
+    "parallel_tool_calls",
+    "seed",
+    "user",
 )
 
 
@@ -101,6 +104,14 @@ class AnyJSONField(serializers.Field):
         return value
 
 
+class StreamOptionsSerializer(serializers.Serializer):
+    include_usage = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Send a last chunk with the call's usage before [DONE].",
+    )
+
+
 class LLMCallSerializer(serializers.Serializer):
     model = serializers.CharField(required=False, max_length=100)
     model_group = serializers.CharField(
@@ -121,6 +132,14 @@ class LLMCallSerializer(serializers.Serializer):
         child=serializers.DictField(), required=False, max_length=128
     )
     tool_choice = AnyJSONField(required=False)
+    parallel_tool_calls = serializers.BooleanField(required=False)
+    seed = serializers.IntegerField(required=False)
+    user = serializers.CharField(required=False, max_length=256)
+    stream = serializers.BooleanField(
+        required=False,
+        help_text="Only the -stream endpoints stream; elsewhere it must be false.",
+    )
+    stream_options = StreamOptionsSerializer(required=False)
     call_metadata = serializers.DictField(required=False)
 
     def validate_response_format(self, value):
@@ -135,7 +154,18 @@ class LLMCallSerializer(serializers.Serializer):
         if not model:
             raise serializers.ValidationError({"model": "This field is required."})
         attrs["model"] = model
+        if attrs.get("stream") and not self.context.get("streaming"):
+            raise serializers.ValidationError(
+                {"stream": "This endpoint does not stream; use its -stream variant."}
+            )
         return attrs
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether the client asked for a final usage chunk."""
+        return bool(
+            (self.validated_data.get("stream_options") or {}).get("include_usage")
+        )
 
     def provider_params(self) -> dict:
         """Return the optional provider parameters present in the request."""

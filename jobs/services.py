@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from catalog.models import ModelAlias
 from catalog.pricing import Prices, client_cost, prices_for_alias, provider_cost
-from catalog.providers import ChatResult, ProviderError, ProviderTarget
-from catalog.resolution import provider_target, resolve_alias
+from catalog.providers import ChatResult, ProviderError
+from catalog.providers.routing import Candidate
+from catalog.resolution import resolve_alias, route_for_alias
 from jobs.models import Job, LLMCall
 from saasllm import ratelimit
 from saasllm.authentication import authenticate_key
@@ -27,6 +28,9 @@ from teams.models import Team, VirtualKey
 from teams.services import grow_hold, place_hold, settle_job
 
 logger = logging.getLogger(__name__)
+
+# The finish reason recorded for a stream whose client went away.
+CLIENT_DISCONNECTED = "client_disconnected"
 
 # Credits held by an open job until it settles.
 JOB_HOLD_CREDITS = 1
@@ -85,13 +89,18 @@ def merge_job_metadata(*, team: Team, job_id, metadata: dict) -> Job:
 
 @dataclass(frozen=True)
 class CallContext:
-    """State of one call between its two database steps."""
+    """State of one call between its two database steps.
+
+    ``alias`` is the alias the team requested; ``candidates`` are the aliases
+    that may serve it, that one first and then its fallbacks, and ``prices``
+    holds each candidate's prices by alias name.
+    """
 
     key: VirtualKey
     job: Job
     alias: ModelAlias
-    target: ProviderTarget
-    prices: Prices
+    candidates: list[Candidate]
+    prices: dict[str, Prices]
     rate_limit: ratelimit.RateLimitState | None = None
     slot: ratelimit.SlotLease | None = None
     reservation: Decimal = Decimal(0)
@@ -99,6 +108,26 @@ class CallContext:
     @property
     def team(self) -> Team:
         return self.key.team
+
+
+@dataclass
+class CallOutcome:
+    """How one call ended, as the call path hands it to ``record_call``.
+
+    ``served_by`` is the candidate that produced the reply, or the last one
+    tried when every attempt failed. A stream whose client disconnected is
+    recorded with the reply so far and charged for it, because the provider
+    produced those tokens at the team's request.
+    """
+
+    latency_ms: int
+    result: ChatResult | None = None
+    error: ProviderError | None = None
+    served_by: Candidate | None = None
+    attempts: int = 1
+    streamed: bool = False
+    usage_estimated: bool = False
+    client_disconnected: bool = False
 
 
 # Completion tokens assumed for a request that sets no max_tokens, when
@@ -149,9 +178,15 @@ def prepare_call(
         rate_limit = ratelimit.check_request(key.team)
         job = get_job_for_team(team=key.team, job_id=job_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
-        target = provider_target(team=key.team, alias=alias)
-        prices = prices_for_alias(alias)
-        reservation = estimate_call_credits(team=key.team, prices=prices, size=size)
+        candidates = route_for_alias(team=key.team, alias=alias)
+        prices = {
+            candidate.alias: prices_for_alias(candidate.context)
+            for candidate in candidates
+        }
+        reservation = max(
+            estimate_call_credits(team=key.team, prices=candidate_prices, size=size)
+            for candidate_prices in prices.values()
+        )
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
         try:
@@ -163,7 +198,7 @@ def prepare_call(
             key=key,
             job=job,
             alias=alias,
-            target=target,
+            candidates=candidates,
             prices=prices,
             rate_limit=rate_limit,
             slot=slot,
@@ -197,9 +232,15 @@ def prepare_single_call(
         rate_limit = ratelimit.check_request(key.team)
         check_team_id(team=key.team, team_id=new_job.team_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
-        target = provider_target(team=key.team, alias=alias)
-        prices = prices_for_alias(alias)
-        reservation = estimate_call_credits(team=key.team, prices=prices, size=size)
+        candidates = route_for_alias(team=key.team, alias=alias)
+        prices = {
+            candidate.alias: prices_for_alias(candidate.context)
+            for candidate in candidates
+        }
+        reservation = max(
+            estimate_call_credits(team=key.team, prices=candidate_prices, size=size)
+            for candidate_prices in prices.values()
+        )
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
         try:
@@ -218,7 +259,7 @@ def prepare_single_call(
             key=key,
             job=job,
             alias=alias,
-            target=target,
+            candidates=candidates,
             prices=prices,
             rate_limit=rate_limit,
             slot=slot,
@@ -237,10 +278,17 @@ def check_team_id(*, team: Team, team_id: str | None) -> None:
 
 
 def finish_single_call(
-    *, context: CallContext, error: ProviderError | None = None, **call_fields
+    *,
+    context: CallContext,
+    outcome: CallOutcome,
+    purpose: str = "",
+    request_data: dict | None = None,
 ) -> tuple[LLMCall, "Completion"]:
     """Record the single call and close its job: completed on success, else failed."""
-    call = record_call(context=context, error=error, **call_fields)
+    call = record_call(
+        context=context, outcome=outcome, purpose=purpose, request_data=request_data
+    )
+    error = outcome.error
     try:
         completion = complete_job(
             team=context.team,
@@ -303,19 +351,34 @@ def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None
     job.save(update_fields=update_fields)
 
 
-def _call_costs(context: CallContext, prompt_tokens: int, completion_tokens: int):
-    base = provider_cost(context.prices, prompt_tokens, completion_tokens)
-    return base, client_cost(base, context.team.markup_percent)
-
-
-def record_call(*, context: CallContext, **fields) -> LLMCall:
+def record_call(
+    *,
+    context: CallContext,
+    outcome: CallOutcome,
+    purpose: str = "",
+    call_metadata: dict | None = None,
+    request_data: dict | None = None,
+) -> LLMCall:
     """Store a finished call, successful or failed, and start the job if pending.
 
     The call's slot is released however this ends, and its tokens count
     against the team's tokens_per_minute.
     """
     try:
-        call = _store_call(context=context, **fields)
+        call = build_call(
+            context=context,
+            outcome=outcome,
+            purpose=purpose,
+            request_data=request_data,
+        )
+        with transaction.atomic():
+            call.save(force_insert=True)
+            succeeded = outcome.error is None
+            _finish_call(
+                context,
+                accrued=call_credits(team=context.team, call=call) if succeeded else 0,
+                call_metadata=call_metadata if succeeded else None,
+            )
         ratelimit.record_tokens(context.team, call.total_tokens)
     finally:
         ratelimit.release_call_slot(context.slot)
@@ -323,36 +386,53 @@ def record_call(*, context: CallContext, **fields) -> LLMCall:
     return call
 
 
-def _store_call(
+def build_call(
     *,
     context: CallContext,
+    outcome: CallOutcome,
     purpose: str,
-    latency_ms: int,
-    result: ChatResult | None = None,
-    error: ProviderError | None = None,
-    call_metadata: dict | None = None,
-    request_data: dict | None = None,
+    request_data: dict | None,
 ) -> LLMCall:
+    """Return the unsaved LLMCall row of a finished call.
+
+    The call carries the provider, model and prices of the alias that served
+    it. A failed call keeps the tokens it streamed and their provider cost,
+    for operators, but costs the team nothing.
+    """
+    result, error = outcome.result, outcome.error
+    served = outcome.served_by or context.candidates[0]
+    serving_alias = served.context
+    prices = context.prices[served.alias]
     prompt_tokens = result.prompt_tokens if result else 0
     completion_tokens = result.completion_tokens if result else 0
-    base_cost, team_cost = _call_costs(context, prompt_tokens, completion_tokens)
+    base_cost = provider_cost(prices, prompt_tokens, completion_tokens)
+    team_cost = (
+        Decimal(0) if error else client_cost(base_cost, context.team.markup_percent)
+    )
+    finish_reason = (result.finish_reason or "") if result else ""
+    if outcome.client_disconnected:
+        finish_reason = CLIENT_DISCONNECTED
     call = LLMCall(
         job_id=context.job.id,
         team_id=context.team.id,
         organization_id=context.team.organization_id,
         alias=context.alias.alias,
-        provider=context.alias.provider,
-        provider_model=context.alias.provider_model,
+        served_by=served.alias,
+        provider=serving_alias.provider,
+        provider_model=serving_alias.provider_model,
         purpose=purpose,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
-        input_price_per_million=context.prices.input_per_million,
-        output_price_per_million=context.prices.output_per_million,
+        input_price_per_million=prices.input_per_million,
+        output_price_per_million=prices.output_per_million,
         provider_cost_usd=base_cost,
         client_cost_usd=team_cost,
-        latency_ms=latency_ms,
-        finish_reason=(result.finish_reason or "") if result else "",
+        latency_ms=outcome.latency_ms,
+        attempt_count=outcome.attempts,
+        streamed=outcome.streamed,
+        usage_estimated=outcome.usage_estimated,
+        finish_reason=finish_reason,
         request_data=request_data,
     )
     if result is not None and request_data is not None:
@@ -365,14 +445,6 @@ def _store_call(
         call.error_code = error.code
         call.error_message = error.message
         call.error_detail = (getattr(error, "operator_detail", "") or "")[:2000]
-
-    with transaction.atomic():
-        call.save(force_insert=True)
-        _finish_call(
-            context,
-            accrued=call_credits(team=context.team, call=call) if error is None else 0,
-            call_metadata=call_metadata if error is None else None,
-        )
     return call
 
 

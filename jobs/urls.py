@@ -9,6 +9,11 @@ urlpatterns = [
         views.CreateAndCallView.as_view(),
         name="job-create-and-call",
     ),
+    path(
+        "api/jobs/create-and-call-stream",
+        views.CreateAndCallStreamView.as_view(),
+        name="job-create-and-call-stream",
+    ),
     path("api/jobs/<str:job_id>", views.JobView.as_view(), name="job-detail"),
     path(
         "api/jobs/<str:job_id>/metadata",
@@ -19,6 +24,11 @@ urlpatterns = [
         "api/jobs/<str:job_id>/llm-call",
         views.LLMCallView.as_view(),
         name="job-llm-call",
+    ),
+    path(
+        "api/jobs/<str:job_id>/llm-call-stream",
+        views.LLMCallStreamView.as_view(),
+        name="job-llm-call-stream",
     ),
     path(
         "api/jobs/<str:job_id>/complete",

@@ -1,17 +1,17 @@
 """Team-facing job API, authenticated by a virtual key."""
 
-import asyncio
-import time
-from dataclasses import dataclass
+import json
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from django.core.serializers.json import DjangoJSONEncoder
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.providers import ChatResult, ProviderError, complete_chat
-from jobs import presenters, services
+from catalog.providers.sse import encode_event
+from jobs import calling, presenters, services
 from jobs.serializers import (
     CallResponse,
     CompleteJobSerializer,
@@ -114,51 +114,18 @@ class JobCostsView(TeamAPIView):
         return Response(presenters.job_costs(job))
 
 
-@dataclass
-class ProviderOutcome:
-    """The result or the provider error of one call, with its latency."""
-
-    latency_ms: int
-    result: ChatResult | None = None
-    error: ProviderError | None = None
-
-    def record_fields(self, data: dict, serializer: LLMCallSerializer) -> dict:
-        return {
-            "purpose": data.get("purpose", ""),
-            "latency_ms": self.latency_ms,
-            "result": self.result,
-            "error": self.error,
-            "request_data": (
-                {"messages": data["messages"], **serializer.provider_params()}
-                if settings.STORE_CALL_BODIES
-                else None
-            ),
-        }
+def request_data(serializer: LLMCallSerializer) -> dict | None:
+    """Return the request body to store on the call, when bodies are stored."""
+    if not settings.STORE_CALL_BODIES:
+        return None
+    return {
+        "messages": serializer.validated_data["messages"],
+        **serializer.provider_params(),
+    }
 
 
-async def call_provider(
-    context: services.CallContext, serializer: LLMCallSerializer
-) -> ProviderOutcome:
-    """Await the provider; a call that ends any other way is taken out of flight."""
-    started = time.monotonic()
-    try:
-        result = await complete_chat(
-            context.target,
-            serializer.validated_data["messages"],
-            serializer.provider_params(),
-        )
-    except ProviderError as error:
-        return ProviderOutcome(latency_ms=_elapsed_ms(started), error=error)
-    except BaseException:
-        # A cancelled request (client gone) or a bug must not leave the call
-        # counted in flight. Shielded so that cancellation cannot skip it.
-        await asyncio.shield(sync_to_async(services.abandon_call)(context=context))
-        raise
-    return ProviderOutcome(latency_ms=_elapsed_ms(started), result=result)
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
+def size_of(data: dict) -> services.CallSize:
+    return services.CallSize.of(data["messages"], data.get("max_tokens"))
 
 
 @extend_schema(tags=["jobs"])
@@ -184,16 +151,20 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             job_id=job_id,
             alias_name=data["model"],
-            size=services.CallSize.of(data["messages"], data.get("max_tokens")),
+            size=size_of(data),
         )
         self.rate_limit_state = context.rate_limit
 
-        outcome = await call_provider(context, serializer)
+        outcome = await calling.call_provider(
+            context, data["messages"], serializer.provider_params()
+        )
 
         call = await sync_to_async(services.record_call)(
             context=context,
+            outcome=outcome,
+            purpose=data.get("purpose", ""),
             call_metadata=data.get("call_metadata"),
-            **outcome.record_fields(data, serializer),
+            request_data=request_data(serializer),
         )
         if outcome.error:
             raise outcome.error
@@ -215,24 +186,161 @@ class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
         data = serializer.validated_data
         context = await sync_to_async(services.prepare_single_call)(
             authorization=request.META.get("HTTP_AUTHORIZATION"),
-            new_job=services.NewJobRequest(
-                job_type=data["job_type"],
-                team_id=data.get("team_id"),
-                user_id=data.get("user_id", ""),
-                metadata=data.get("job_metadata"),
-            ),
+            new_job=new_job_request(data),
             alias_name=data["model"],
-            size=services.CallSize.of(data["messages"], data.get("max_tokens")),
+            size=size_of(data),
         )
         self.rate_limit_state = context.rate_limit
 
-        outcome = await call_provider(context, serializer)
+        outcome = await calling.call_provider(
+            context, data["messages"], serializer.provider_params()
+        )
 
         call, completion = await sync_to_async(services.finish_single_call)(
-            context=context, **outcome.record_fields(data, serializer)
+            context=context,
+            outcome=outcome,
+            purpose=data.get("purpose", ""),
+            request_data=request_data(serializer),
         )
         if outcome.error:
             raise outcome.error
         return Response(
             presenters.single_call_response(call, outcome.result, completion)
         )
+
+
+def new_job_request(data: dict) -> services.NewJobRequest:
+    return services.NewJobRequest(
+        job_type=data["job_type"],
+        team_id=data.get("team_id"),
+        user_id=data.get("user_id", ""),
+        metadata=data.get("job_metadata"),
+    )
+
+
+STREAM_RESPONSES = {
+    (200, "text/event-stream"): OpenApiResponse(
+        response=OpenApiTypes.STR,
+        description="Server-sent events: OpenAI `chat.completion.chunk` objects "
+        "with `model` set to the alias, then `data: [DONE]`. A provider error "
+        'after the first chunk ends the stream with one `{"error": {"code", '
+        '"message", "type"}}` event.',
+    ),
+    **ERRORS,
+}
+
+
+@extend_schema(tags=["jobs"])
+class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
+    """Make one streamed LLM call inside an open job, relayed as server-sent events.
+
+    Errors before the first chunk (the key, the job, the model, credits,
+    limits, a provider failing every retry and fallback) are ordinary error
+    responses. The call is recorded before ``[DONE]`` is sent, so the job can
+    be completed as soon as the stream ends.
+    """
+
+    @extend_schema(
+        request=LLMCallSerializer,
+        responses=STREAM_RESPONSES,
+        auth=[{"VirtualKey": []}],
+    )
+    async def post(self, request, job_id):
+        parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
+        serializer = validated(
+            LLMCallSerializer, request.data, context={"streaming": True}
+        )
+        data = serializer.validated_data
+        context = await sync_to_async(services.prepare_call)(
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+            job_id=job_id,
+            alias_name=data["model"],
+            size=size_of(data),
+        )
+        self.rate_limit_state = context.rate_limit
+        record = sync_to_async(services.record_call)
+        fields = {
+            "purpose": data.get("purpose", ""),
+            "request_data": request_data(serializer),
+        }
+
+        opened = await calling.open_stream(
+            context, data["messages"], serializer.provider_params()
+        )
+        if isinstance(opened, services.CallOutcome):
+            await record(context=context, outcome=opened, **fields)
+            raise opened.error
+
+        async def finish(outcome: services.CallOutcome) -> list[bytes]:
+            metadata = None if outcome.error else data.get("call_metadata")
+            await record(
+                context=context, outcome=outcome, call_metadata=metadata, **fields
+            )
+            return []
+
+        events = calling.relay_stream(
+            opened,
+            messages=data["messages"],
+            formatter=calling.ChunkFormatter(context.alias.alias),
+            include_usage=serializer.include_usage,
+            finish=finish,
+        )
+        return calling.event_stream_response(events)
+
+
+@extend_schema(tags=["jobs"])
+class CreateAndCallStreamView(TeamRateLimitMixin, AsyncAPIView):
+    """Create a job and stream its one call; the job closes when the stream ends.
+
+    The job's id is in the ``X-Job-ID`` header. After the last chunk the job
+    is completed and charged, and an ``event: job`` event carries its
+    status and costs before ``[DONE]``. A provider error fails the job,
+    which then costs nothing.
+    """
+
+    @extend_schema(
+        request=CreateAndCallSerializer,
+        responses=STREAM_RESPONSES,
+        auth=[{"VirtualKey": []}],
+    )
+    async def post(self, request):
+        parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
+        serializer = validated(
+            CreateAndCallSerializer, request.data, context={"streaming": True}
+        )
+        data = serializer.validated_data
+        context = await sync_to_async(services.prepare_single_call)(
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+            new_job=new_job_request(data),
+            alias_name=data["model"],
+            size=size_of(data),
+        )
+        self.rate_limit_state = context.rate_limit
+        finish_job = sync_to_async(services.finish_single_call)
+        fields = {
+            "purpose": data.get("purpose", ""),
+            "request_data": request_data(serializer),
+        }
+
+        opened = await calling.open_stream(
+            context, data["messages"], serializer.provider_params()
+        )
+        if isinstance(opened, services.CallOutcome):
+            await finish_job(context=context, outcome=opened, **fields)
+            raise opened.error
+
+        async def finish(outcome: services.CallOutcome) -> list[bytes]:
+            _, completion = await finish_job(context=context, outcome=outcome, **fields)
+            summary = json.loads(
+                json.dumps(presenters.completion(completion), cls=DjangoJSONEncoder)
+            )
+            return [encode_event(summary, event="job")]
+
+        events = calling.relay_stream(
+            opened,
+            messages=data["messages"],
+            formatter=calling.ChunkFormatter(context.alias.alias),
+            include_usage=serializer.include_usage,
+            finish=finish,
+        )
+        return calling.event_stream_response(events, X_Job_ID=str(context.job.id))

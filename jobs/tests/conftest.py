@@ -66,6 +66,7 @@ def faulty_alias(access_group):
             provider_model=provider_model,
             input_price_per_million="1",
             output_price_per_million="2",
+            max_retries=0,
         )
         access_group.aliases.add(alias)
         return alias

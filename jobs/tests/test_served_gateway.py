@@ -1,20 +1,19 @@
 """A whole job through a real gunicorn + uvicorn server on PostgreSQL."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+from itertools import pairwise
 
 import pytest
 from django.db import connection
 
 from catalog.models import ModelAlias
+from jobs.models import LLMCall
+from jobs.tests.sse_client import stream_post
+from saasllm.test_servers import gunicorn_gateway
 
 pytestmark = [
     pytest.mark.skipif(
@@ -23,14 +22,6 @@ pytestmark = [
     ),
     pytest.mark.django_db(transaction=True),
 ]
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(base_url, method, path, key, body=None):
@@ -51,44 +42,8 @@ def request(base_url, method, path, key, body=None):
 @pytest.fixture
 def gateway(team):
     """Serve the gateway with gunicorn against the test database."""
-    settings_dict = connection.settings_dict
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT']}/{settings_dict['NAME']}"
-        ),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "DATABASE_POOL_MAX_SIZE": "4",
-    }
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "saasllm.asgi:application",
-        ],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base_url + "/healthz", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("gateway did not start: " + process.stderr.read().decode()[-2000:])
-    yield base_url
-    process.terminate()
-    process.wait(timeout=30)
+    with gunicorn_gateway() as base_url:
+        yield base_url
 
 
 def gateway_connections() -> list[tuple[str, str]]:
@@ -166,3 +121,37 @@ def test_no_transaction_open_during_provider_call(gateway, team, access_group):
         during
     )
     assert not [state for state, _ in during if state == "active"], during
+
+
+def test_stream_through_gunicorn_keeps_provider_pace(gateway, team, access_group):
+    storyteller = ModelAlias.objects.create(
+        alias="chat-story", provider="openai_compatible", provider_model="stream-50x20"
+    )
+    access_group.aliases.add(storyteller)
+
+    reply = stream_post(
+        gateway,
+        "/api/jobs/create-and-call-stream",
+        {
+            "job_type": "story",
+            "model": "chat-story",
+            "messages": [{"role": "user", "content": "Tell me a story"}],
+            "stream_options": {"include_usage": True},
+        },
+        team.key,
+    )
+
+    assert reply.status == 200
+    assert len(reply.content_events) == 50
+    assert reply.done
+    # The provider sends a chunk every 20 ms, 980 ms from first to last. A
+    # relay that buffers delivers them in one burst; one that streams keeps
+    # the spacing of most of them.
+    arrivals = [event.arrived for event in reply.content_events]
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    assert arrivals[-1] - arrivals[0] > 0.5
+    assert sum(gap > 0.01 for gap in gaps) >= 25
+    assert reply.named("job")[0]["status"] == "completed"
+    call = LLMCall.objects.get(job_id=reply.headers["x-job-id"])
+    assert call.completion_tokens == 50
+    assert not call.usage_estimated

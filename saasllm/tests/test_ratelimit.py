@@ -783,7 +783,10 @@ def test_slot_released_after_provider_error(
     backend, client, team, access_group, settings
 ):
     failing = ModelAlias.objects.create(
-        alias="chat-broken", provider="openai_compatible", provider_model="fail-500"
+        alias="chat-broken",
+        provider="openai_compatible",
+        provider_model="fail-500",
+        max_retries=0,
     )
     access_group.aliases.add(failing)
     set_limits(team, max_concurrent_calls=1)

@@ -1,0 +1,246 @@
+"""The provider step of the call path: routed calls and relayed streams.
+
+Everything here runs on the event loop between the two database steps of
+``jobs.services`` (``prepare_call`` before, ``record_call`` after). Database
+work happens only in ``sync_to_async`` calls, and a call that ends in any way,
+a client disconnect included, is taken out of flight.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.http import StreamingHttpResponse
+
+from catalog.providers import ProviderError, StreamChunk, complete_chat, stream_chat
+from catalog.providers.accumulator import StreamAccumulator
+from catalog.providers.routing import (
+    Routed,
+    RoutingFailed,
+    complete_routed,
+    open_routed_stream,
+)
+from catalog.providers.sse import encode_event
+from jobs import services
+from jobs.services import CallContext, CallOutcome
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+async def call_provider(
+    context: CallContext, messages: list[dict], params: dict
+) -> CallOutcome:
+    """Await a routed provider call and return how it ended.
+
+    A call that ends any other way (the client went away, a bug) is taken
+    out of flight before the exception propagates.
+    """
+    started = time.monotonic()
+    try:
+        result, routed = await complete_routed(
+            context.candidates, messages, params, complete_chat
+        )
+    except RoutingFailed as failed:
+        return CallOutcome(
+            latency_ms=elapsed_ms(started),
+            error=failed.error,
+            served_by=failed.candidate,
+            attempts=failed.attempts,
+        )
+    except BaseException:
+        await _abandon(context)
+        raise
+    return CallOutcome(
+        latency_ms=elapsed_ms(started),
+        result=result,
+        served_by=routed.candidate,
+        attempts=routed.attempts,
+    )
+
+
+async def _abandon(context: CallContext) -> None:
+    # Shielded so that a cancellation cannot skip it.
+    await asyncio.shield(sync_to_async(services.abandon_call)(context=context))
+
+
+@dataclass
+class OpenedStream:
+    """A provider stream whose first chunk has arrived."""
+
+    first: StreamChunk
+    chunks: AsyncIterator[StreamChunk]
+    routed: Routed
+    started: float
+
+
+async def open_stream(
+    context: CallContext, messages: list[dict], params: dict
+) -> OpenedStream | CallOutcome:
+    """Open a routed stream, retrying and falling back until a first chunk arrives.
+
+    Returns the failed CallOutcome when no candidate got that far, so the
+    caller can record the call and answer with an ordinary error response.
+    """
+    started = time.monotonic()
+    try:
+        first, chunks, routed = await open_routed_stream(
+            context.candidates, messages, params, stream_chat
+        )
+    except RoutingFailed as failed:
+        return CallOutcome(
+            latency_ms=elapsed_ms(started),
+            error=failed.error,
+            served_by=failed.candidate,
+            attempts=failed.attempts,
+            streamed=True,
+        )
+    except BaseException:
+        await _abandon(context)
+        raise
+    return OpenedStream(first=first, chunks=chunks, routed=routed, started=started)
+
+
+class ChunkFormatter:
+    """OpenAI ``chat.completion.chunk`` objects under the gateway's own id.
+
+    ``model`` is the alias the team requested, so nothing names the provider
+    or its model.
+    """
+
+    def __init__(self, model: str):
+        self.model = model
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    def _base(self, choices: list) -> dict:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+
+    def chunk(self, chunk: StreamChunk) -> dict:
+        return self._base(
+            [
+                {
+                    "index": 0,
+                    "delta": chunk.delta,
+                    "finish_reason": chunk.finish_reason,
+                }
+            ]
+        )
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
+        return {
+            **self._base([]),
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+def error_event(error: ProviderError) -> bytes:
+    """Encode the one event that ends a stream broken by a provider error."""
+    return encode_event(
+        {"error": {"message": error.message, "type": "api_error", "code": error.code}}
+    )
+
+
+# Called once when a relayed stream ends, successfully or not, to record the
+# call; returns events to send before the stream's final [DONE].
+FinishStream = Callable[[CallOutcome], Awaitable[list[bytes]]]
+
+
+async def relay_stream(
+    opened: OpenedStream,
+    *,
+    messages: list[dict],
+    formatter: ChunkFormatter,
+    include_usage: bool,
+    finish: FinishStream,
+) -> AsyncIterator[bytes]:
+    """Relay provider chunks as server-sent events, one event per chunk.
+
+    Each chunk is sent the moment it arrives. When the provider finishes,
+    the call is recorded first, then the usage chunk (if the client asked
+    for it), the events ``finish`` returns and ``[DONE]`` are sent. A
+    provider error mid-stream records a failed call with the tokens so far
+    and sends one error event. A client that goes away closes this
+    generator, which closes the provider's connection and records the call
+    with its usage so far.
+    """
+    accumulator = StreamAccumulator()
+    outcome_recorded = False
+
+    def outcome(**fields) -> CallOutcome:
+        result, estimated = accumulator.result(messages)
+        return CallOutcome(
+            latency_ms=elapsed_ms(opened.started),
+            result=result,
+            served_by=opened.routed.candidate,
+            attempts=opened.routed.attempts,
+            streamed=True,
+            usage_estimated=estimated,
+            **fields,
+        )
+
+    try:
+        chunk = opened.first
+        while True:
+            accumulator.add(chunk)
+            if chunk.delta or chunk.finish_reason is not None:
+                yield encode_event(formatter.chunk(chunk))
+            try:
+                chunk = await anext(opened.chunks)
+            except StopAsyncIteration:
+                break
+    except ProviderError as error:
+        outcome_recorded = True
+        await finish(outcome(error=error))
+        yield error_event(error)
+        return
+    except BaseException:
+        if not outcome_recorded:
+            outcome_recorded = True
+            # Stop the provider first: its tokens now cost without a reader.
+            await opened.chunks.aclose()
+            await asyncio.shield(finish(outcome(client_disconnected=True)))
+        raise
+    finally:
+        await opened.chunks.aclose()
+
+    final = outcome()
+    outcome_recorded = True
+    trailing = await finish(final)
+    if include_usage:
+        usage = formatter.usage(
+            final.result.prompt_tokens, final.result.completion_tokens
+        )
+        yield encode_event(usage)
+    for event in trailing:
+        yield event
+    yield DONE_EVENT
+
+
+def event_stream_response(
+    events: AsyncIterator[bytes], **headers
+) -> StreamingHttpResponse:
+    """Wrap server-sent events in a response that nothing along the way buffers."""
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    # nginx and similar proxies buffer responses unless told not to.
+    response["X-Accel-Buffering"] = "no"
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
