@@ -9,6 +9,10 @@ from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from catalog.models import (
+    MAX_FALLBACKS,
+    MAX_RETRIES,
+    MAX_RETRY_BACKOFF_MS,
+    MAX_TIMEOUT_SECONDS,
     AccessGroup,
     ModelAlias,
     Provider,
@@ -62,6 +66,10 @@ class ModelAliasSerializer(serializers.ModelSerializer):
             "pricing_input",
             "pricing_output",
             "status",
+            "timeout_seconds",
+            "max_retries",
+            "retry_backoff_ms",
+            "fallbacks",
             "created_at",
             "updated_at",
         ]
@@ -84,6 +92,32 @@ class ModelAliasWriteSerializer(serializers.Serializer):
     )
     status = CaseInsensitiveChoiceField(
         choices=ModelAlias.Status.choices, required=False
+    )
+    timeout_seconds = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0.1,
+        max_value=MAX_TIMEOUT_SECONDS,
+        help_text="Seconds to wait for the provider per attempt, or per chunk of "
+        "a stream; null uses PROVIDER_TIMEOUT_SECONDS.",
+    )
+    max_retries = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_RETRIES,
+        help_text="Retries after 429, 5xx, timeouts and connection errors.",
+    )
+    retry_backoff_ms = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_RETRY_BACKOFF_MS,
+        help_text="Base of the exponential backoff with jitter, in milliseconds.",
+    )
+    fallbacks = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=MAX_FALLBACKS,
+        help_text="Aliases tried in order once this alias's retries are exhausted.",
     )
 
 

@@ -15,8 +15,8 @@ from django.db import IntegrityError, transaction
 
 from audit.services import SECRET_MARKER, Actor, diff_values, record, snapshot
 from catalog.crypto import encrypt_secret
-from catalog.models import AccessGroup, ModelAlias, ProviderCredential
-from saasllm.errors import Conflict
+from catalog.models import MAX_FALLBACKS, AccessGroup, ModelAlias, ProviderCredential
+from saasllm.errors import Conflict, ValidationFailed
 from teams.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,14 @@ MODEL_ALIAS_FIELDS = frozenset(
         "input_price_per_million",
         "output_price_per_million",
         "status",
+        "timeout_seconds",
+        "max_retries",
+        "retry_backoff_ms",
+        "fallbacks",
     }
+)
+ROUTING_FIELDS = frozenset(
+    {"timeout_seconds", "max_retries", "retry_backoff_ms", "fallbacks"}
 )
 ACCESS_GROUP_FIELDS = frozenset({"display_name", "description", "status"})
 CREDENTIAL_FIELDS = frozenset(
@@ -98,11 +105,17 @@ def create_model_alias(
     status: str = ModelAlias.Status.ACTIVE,
     access_groups: Iterable[AccessGroup] = (),
     actor: Actor | str | None = None,
+    **routing,
 ) -> ModelAlias:
     """Create an alias and add it to the given access groups.
 
     A price of None means the gateway prices calls from litellm's cost map.
+    ``routing`` holds the optional retry settings (``timeout_seconds``,
+    ``max_retries``, ``retry_backoff_ms``) and ``fallbacks``.
     """
+    _check_fields(routing, ROUTING_FIELDS, "create_model_alias")
+    if "fallbacks" in routing:
+        routing["fallbacks"] = validated_fallbacks(alias, routing["fallbacks"])
     try:
         model_alias = ModelAlias.objects.create(
             alias=alias,
@@ -113,6 +126,7 @@ def create_model_alias(
             input_price_per_million=input_price_per_million,
             output_price_per_million=output_price_per_million,
             status=status,
+            **routing,
         )
     except IntegrityError:
         raise Conflict(
@@ -131,6 +145,34 @@ def create_model_alias(
     return model_alias
 
 
+def validated_fallbacks(alias: str, fallbacks: list) -> list[str]:
+    """Return ``fallbacks`` if they name distinct existing aliases, else raise 422.
+
+    An alias cannot fall back to itself. Fallbacks are not followed
+    further, so a fallback's own fallbacks never run for this alias.
+    """
+    if not isinstance(fallbacks, list) or not all(
+        isinstance(name, str) for name in fallbacks
+    ):
+        raise ValidationFailed({"fallbacks": ["Send a list of alias names."]})
+    problems = []
+    if len(fallbacks) > MAX_FALLBACKS:
+        problems.append(f"Name at most {MAX_FALLBACKS} fallback aliases.")
+    if alias in fallbacks:
+        problems.append("An alias cannot be its own fallback.")
+    if len(set(fallbacks)) != len(fallbacks):
+        problems.append("Each fallback alias may appear once.")
+    existing = set(
+        ModelAlias.objects.filter(alias__in=fallbacks).values_list("alias", flat=True)
+    )
+    missing = [name for name in fallbacks if name not in existing]
+    if missing:
+        problems.append("Unknown model aliases: " + ", ".join(sorted(missing)) + ".")
+    if problems:
+        raise ValidationFailed({"fallbacks": problems})
+    return fallbacks
+
+
 @transaction.atomic
 def update_model_alias(
     *,
@@ -141,6 +183,11 @@ def update_model_alias(
 ) -> ModelAlias:
     """Change an alias and, unless None, replace the groups that contain it."""
     _check_fields(fields, MODEL_ALIAS_FIELDS, "update_model_alias")
+    if "fallbacks" in fields:
+        fields = {
+            **fields,
+            "fallbacks": validated_fallbacks(model_alias.alias, fields["fallbacks"]),
+        }
     before = _stored_values(model_alias, ALIAS_AUDIT_FIELDS)
 
     _update_fields(model_alias, fields)

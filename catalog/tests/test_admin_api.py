@@ -161,6 +161,10 @@ def test_create_model_alias(api, access_group):
         "pricing_input": "2.500000",
         "pricing_output": "10.000000",
         "status": "active",
+        "timeout_seconds": None,
+        "max_retries": 2,
+        "retry_backoff_ms": 500,
+        "fallbacks": [],
         "created_at": response.json()["created_at"],
         "updated_at": response.json()["updated_at"],
     }
@@ -859,3 +863,53 @@ def test_delete_credential(api, organization):
     assert (
         api("delete", f"/api/provider-credentials/{credential.id}").status_code == 404
     )
+
+
+def test_alias_routing_settings_round_trip(api, alias):
+    response = api(
+        "post",
+        "/api/models/create",
+        {
+            "model_alias": "chat-primary",
+            "display_name": "Primary",
+            "provider": "openai",
+            "actual_model": "gpt-4o",
+            "timeout_seconds": 12.5,
+            "max_retries": 4,
+            "retry_backoff_ms": 250,
+            "fallbacks": ["chat-fast"],
+        },
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["timeout_seconds"] == 12.5
+    assert body["max_retries"] == 4
+    assert body["retry_backoff_ms"] == 250
+    assert body["fallbacks"] == ["chat-fast"]
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "message"),
+    [
+        (["chat-missing"], "Unknown model aliases: chat-missing."),
+        (["chat-fast", "chat-fast"], "Each fallback alias may appear once."),
+        (["chat-primary"], "An alias cannot be its own fallback."),
+    ],
+)
+def test_alias_fallbacks_validated(api, alias, fallbacks, message):
+    response = api(
+        "post",
+        "/api/models/create",
+        {
+            "model_alias": "chat-primary",
+            "display_name": "Primary",
+            "provider": "openai",
+            "actual_model": "gpt-4o",
+            "fallbacks": fallbacks,
+        },
+    )
+
+    assert response.status_code == 422
+    assert message in response.json()["errors"]["fallbacks"]
+    assert not ModelAlias.objects.filter(alias="chat-primary").exists()

@@ -7,7 +7,8 @@ from itertools import pairwise
 import pytest
 from django.db import OperationalError
 
-from catalog.models import ModelAlias
+from catalog.crypto import encrypt_secret
+from catalog.models import ModelAlias, ProviderCredential
 from jobs.models import Job, LLMCall
 from jobs.tests.sse_client import stream_post
 from ratelimits.models import CallSlot
@@ -395,3 +396,102 @@ def test_stream_of_other_teams_job_is_404(server, team, outsider, stream_alias):
 
     assert reply.status == 404
     assert not LLMCall.objects.exists()
+
+
+def test_stream_retries_before_first_chunk(server, team, stream_alias):
+    stream_alias("flaky-2x503-stream", max_retries=2, retry_backoff_ms=1)
+    job_id = create_job(server, team)
+
+    reply = stream_post(
+        server, f"/api/jobs/{job_id}/llm-call-stream", call_body(), team.key
+    )
+
+    assert reply.done
+    assert reply.text == "Echo: Tell me a story"
+    call = LLMCall.objects.get(job_id=job_id)
+    assert call.attempt_count == 3
+    assert call.served_by == "chat-stream"
+
+
+def test_stream_relays_tool_calls(server, team, stream_alias, settings):
+    settings.STORE_CALL_BODIES = True
+    stream_alias("fake-gpt-small")
+    job_id = create_job(server, team)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+
+    reply = stream_post(
+        server,
+        f"/api/jobs/{job_id}/llm-call-stream",
+        call_body(text="Please use a tool", tools=tools),
+        team.key,
+    )
+
+    assert reply.done
+    deltas = [chunk["choices"][0]["delta"] for chunk in reply.chunks]
+    tool_deltas = [delta["tool_calls"][0] for delta in deltas if "tool_calls" in delta]
+    assert tool_deltas[0]["function"]["name"] == "get_weather"
+    assert reply.chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    call = LLMCall.objects.get(job_id=job_id)
+    assert call.finish_reason == "tool_calls"
+    recorded = call.response_data["tool_calls"][0]
+    assert recorded["function"]["name"] == "get_weather"
+    assert '"city"' in recorded["function"]["arguments"]
+
+
+def test_anthropic_stream_relayed_as_openai_chunks(
+    server, team, organization, access_group, fake_provider
+):
+    ProviderCredential.objects.create(
+        organization=organization,
+        provider="anthropic",
+        name="fake anthropic",
+        encrypted_api_key=encrypt_secret("sk-ant-fake-key-123456"),
+        api_base=fake_provider.anthropic_base_url,
+    )
+    claude = ModelAlias.objects.create(
+        alias="chat-smart",
+        provider="anthropic",
+        provider_model="claude-fake-1",
+        input_price_per_million="3",
+        output_price_per_million="15",
+        max_retries=0,
+    )
+    access_group.aliases.add(claude)
+    job_id = create_job(server, team)
+
+    reply = stream_post(
+        server,
+        f"/api/jobs/{job_id}/llm-call-stream",
+        call_body(
+            model="chat-smart",
+            text="Name three colours",
+            max_tokens=50,
+            stream_options={"include_usage": True},
+        ),
+        team.key,
+    )
+
+    assert reply.status == 200, reply.body
+    assert reply.done
+    assert reply.text == "Echo: Name three colours"
+    assert {chunk["model"] for chunk in reply.chunks} == {"chat-smart"}
+    raw = "".join(event.data for event in reply.events)
+    for leaked in ("claude", "anthropic", "msg_", "sk-ant"):
+        assert leaked not in raw
+    call = LLMCall.objects.get(job_id=job_id)
+    assert call.provider == "anthropic"
+    assert call.completion_tokens > 0
+    assert not call.usage_estimated
+    assert reply.chunks[-1]["usage"]["completion_tokens"] == call.completion_tokens
