@@ -31,15 +31,57 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ResponseRecorder:
+    """ASGI middleware that keeps every response's headers and body bytes.
+
+    Tests scan ``responses`` for what must never reach a client.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.responses: list[bytes] = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        parts: list[bytes] = []
+
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                for name, value in message.get("headers", []):
+                    parts.append(name + b": " + value + b"\n")
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.responses.append(b"".join(parts))
+
+    def leaks(self, secrets: list[str]) -> list[tuple[str, bytes]]:
+        """Return (secret, response) for each recorded response containing a secret."""
+        return [
+            (secret, response)
+            for response in self.responses
+            for secret in secrets
+            if secret.encode().lower() in response.lower()
+        ]
+
+
 class ASGIServerThread:
-    """uvicorn serving ``saasllm.asgi.application`` in a background thread."""
+    """uvicorn serving ``saasllm.asgi.application`` in a background thread.
+
+    ``recorder`` holds every response the server sent.
+    """
 
     def __init__(self):
         from saasllm.asgi import application
 
         self.port = free_port()
+        self.recorder = ResponseRecorder(application)
         config = uvicorn.Config(
-            application,
+            self.recorder,
             host="127.0.0.1",
             port=self.port,
             lifespan="off",

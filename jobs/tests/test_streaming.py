@@ -18,14 +18,37 @@ from teams.models import Team
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PROVIDER_SECRET = "sk-provider-secret-abcdef123456"
+# Strings of the provider side that no response to a team may contain: the
+# provider names, provider model names the tests use, provider keys and the
+# fake provider's marker in its error messages.
+PROVIDER_SIDE_STRINGS = [
+    "openai_compatible",
+    "anthropic",
+    "fake-gpt",
+    "claude-fake",
+    "stream-50x20",
+    "stream-fail-after",
+    "flaky-2x503",
+    "fail-4",
+    "fail-5",
+    "no-usage",
+    PROVIDER_SECRET,
+    "sk-ant-fake",
+    "upstream-secret-text",
+    "chatcmpl-fake",
+    "msg_fake",
+]
 
 
 @pytest.fixture
 def server(team):
+    """Serve the gateway; afterwards, scan every response it sent for leaks."""
     gateway = ASGIServerThread()
     gateway.start()
     yield gateway.base_url
     gateway.stop()
+    assert gateway.recorder.responses
+    assert gateway.recorder.leaks(PROVIDER_SIDE_STRINGS) == []
 
 
 @pytest.fixture
