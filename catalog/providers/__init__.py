@@ -98,8 +98,14 @@ async def stream_chat(
         await chunks.aclose()
 
 
+# Failures only an operator can fix, logged as errors rather than warnings.
+OPERATOR_ERROR_CODES = frozenset({"provider_auth_failed", "model_unavailable"})
+
+
 def log_provider_error(target: ProviderTarget, error: ProviderError) -> None:
-    logger.warning(
+    level = logging.ERROR if error.code in OPERATOR_ERROR_CODES else logging.WARNING
+    logger.log(
+        level,
         "Provider call failed: provider=%s model=%s code=%s "
         "upstream_status=%s retryable=%s detail=%s",
         target.provider,
