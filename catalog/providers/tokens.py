@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 # this is the name of cl100k_base.
 CL100K_CACHE_FILE = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
 CHARACTERS_PER_TOKEN = 4
-# OpenAI's documented framing cost of chat messages: about 3 tokens per
-# message and 3 more to prime the reply.
+# Estimated tokens that chat formatting adds to each message and to prime
+# the reply.
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 
