@@ -28,6 +28,7 @@ PROVIDER_SIDE_STRINGS = [
     "claude-fake",
     "stream-50x20",
     "stream-fail-after",
+    "stream-5x",
     "flaky-2x503",
     "fail-4",
     "fail-5",
@@ -518,3 +519,20 @@ def test_anthropic_stream_relayed_as_openai_chunks(
     assert call.completion_tokens > 0
     assert not call.usage_estimated
     assert reply.chunks[-1]["usage"]["completion_tokens"] == call.completion_tokens
+
+
+def test_provider_stalling_mid_stream_times_out(server, team, stream_alias):
+    stream_alias("stream-5x3000", timeout_seconds=0.3)
+    job_id = create_job(server, team)
+
+    reply = stream_post(
+        server, f"/api/jobs/{job_id}/llm-call-stream", call_body(), team.key
+    )
+
+    assert len(reply.content_events) == 1
+    assert [error["error"]["code"] for error in reply.errors] == ["provider_timeout"]
+    assert not reply.done
+    call = LLMCall.objects.get(job_id=job_id)
+    assert call.error_code == "provider_timeout"
+    assert call.completion_tokens >= 1
+    assert Job.objects.get(pk=job_id).calls_in_flight == 0
