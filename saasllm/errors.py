@@ -9,6 +9,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
@@ -73,6 +74,14 @@ class ServiceUnavailable(ApiError):
     message = "The service is temporarily unavailable. Retry later."
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+    message = "The gateway's database is unavailable. Retry in a few seconds."
+    # Seconds a client should wait; a restarting database is usually back
+    # within a few.
+    retry_after = 2
+
+
 class RequestTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "request_too_large"
@@ -112,6 +121,11 @@ def request_too_large() -> RequestTooLarge:
 
 
 def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Lost or refused connections, pool timeouts and deadlocks. The
+        # failing transaction was rolled back, so the client may retry.
+        logger.error("Database unavailable: %s: %s", type(exc).__name__, exc)
+        return DatabaseUnavailable()
     if isinstance(exc, RequestDataTooBig):
         return request_too_large()
     if isinstance(exc, Http404):

@@ -20,3 +20,20 @@ def test_health_needs_no_key(client):
 
     assert response.status_code == 200
     assert response.json()["status"] == "healthy"
+
+
+def test_database_error_is_503(rf):
+    from django.db import OperationalError
+
+    from saasllm.errors import api_exception_handler
+
+    response = api_exception_handler(
+        OperationalError("connection refused"), {"request": rf.get("/")}
+    )
+
+    assert response.status_code == 503
+    assert response.data == {
+        "detail": "The gateway's database is unavailable. Retry in a few seconds.",
+        "code": "database_unavailable",
+    }
+    assert response["Retry-After"] == "2"
