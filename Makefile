@@ -12,13 +12,14 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 PORT ?= 8000
 PROVIDER_PORT ?= 8100
 
-.PHONY: help install run demo test lint format
+.PHONY: help install run demo test lint format bench bench-quick
 
 help:
 	@echo "make run     serve the gateway on http://127.0.0.1:$(PORT) with demo data"
 	@echo "make demo    run one job with three calls against 'make run'"
 	@echo "make test    lint, check migrations and run the test suite"
 	@echo "make format  apply ruff's formatting and safe fixes"
+	@echo "make bench   run the benchmark (QUICK=1 for the short run); see docs/benchmarks.md"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -71,3 +72,12 @@ lint: $(VENV)/.requirements-dev.stamp
 format: $(VENV)/.requirements-dev.stamp
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The benchmark needs PostgreSQL and Redis on 127.0.0.1 and starts its own
+# servers; it installs the LiteLLM proxy into bench/.venv-litellm itself.
+# Pass more options in BENCH_ARGS, e.g. BENCH_ARGS="--scenarios overhead".
+bench: install
+	$(BIN)/python -m bench run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/python -m bench run --quick $(BENCH_ARGS)
