@@ -670,6 +670,8 @@ BODY_KEY = web.RequestKey("body", object)
 REQUESTS_KEY = web.AppKey("requests", list | None)
 FLAKY_COUNTS_KEY = web.AppKey("flaky_counts", dict)
 STREAM_ENDINGS_KEY = web.AppKey("stream_endings", list)
+IN_FLIGHT_KEY = web.AppKey("in_flight", dict)
+PEAK_CONCURRENCY_KEY = web.AppKey("peak_concurrency", dict)
 
 
 @web.middleware
@@ -687,11 +689,18 @@ async def record_requests(request: web.Request, handler) -> web.StreamResponse:
             ReceivedRequest(request.path_qs, CIMultiDict(request.headers), body)
         )
 
-    started = time.monotonic()
-    response = await handler(request)
     model = request.match_info.get("deployment") or (
         body.get("model") if isinstance(body, dict) else None
     )
+    in_flight = request.app[IN_FLIGHT_KEY]
+    peaks = request.app[PEAK_CONCURRENCY_KEY]
+    in_flight[model] = in_flight.get(model, 0) + 1
+    peaks[model] = max(peaks.get(model, 0), in_flight[model])
+    started = time.monotonic()
+    try:
+        response = await handler(request)
+    finally:
+        in_flight[model] -= 1
     logger.info(
         "%s %s model=%s status=%s %.0fms",
         request.method,
@@ -708,13 +717,17 @@ async def health(request: web.Request) -> web.Response:
 
 
 def create_app(
-    requests: list | None, stream_endings: list | None = None
+    requests: list | None,
+    stream_endings: list | None = None,
+    peak_concurrency: dict | None = None,
 ) -> web.Application:
     """Build the app; it appends each request to ``requests`` unless it is None."""
     app = web.Application(middlewares=[record_requests])
     app[REQUESTS_KEY] = requests
     app[FLAKY_COUNTS_KEY] = {}
     app[STREAM_ENDINGS_KEY] = stream_endings if stream_endings is not None else []
+    app[IN_FLIGHT_KEY] = {}
+    app[PEAK_CONCURRENCY_KEY] = peak_concurrency if peak_concurrency is not None else {}
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_post("/chat/completions", openai_chat)
     app.router.add_post(
@@ -739,6 +752,8 @@ class FakeProviderServer:
         self.port = port
         self.requests: list[ReceivedRequest] = []
         self.stream_endings: list[tuple[str, int, bool]] = []
+        # The most requests for each model that were in progress at once.
+        self.peak_concurrency: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -781,7 +796,7 @@ class FakeProviderServer:
         loop = asyncio.new_event_loop()
         self._loop = loop
         runner = web.AppRunner(
-            create_app(self.requests, self.stream_endings),
+            create_app(self.requests, self.stream_endings, self.peak_concurrency),
             access_log=None,
             shutdown_timeout=0.5,
         )

@@ -4,7 +4,6 @@ import asyncio
 import datetime
 import logging
 import socket
-import time
 import uuid
 
 import pytest
@@ -301,11 +300,9 @@ def test_operator_detail_keeps_provider_text_without_key(fake_provider):
 
 def test_timeout_maps_to_provider_timeout(fake_provider):
     target = openai_target(fake_provider, model="slow-2", timeout=0.5)
-    started = time.monotonic()
 
     error = call_error(target)
 
-    assert time.monotonic() - started < 1.5
     assert isinstance(error, ProviderTimeout)
     assert error.status_code == 504
     assert error.code == "provider_timeout"
@@ -473,12 +470,11 @@ def test_many_concurrent_calls_share_the_pool(fake_provider):
             *(complete_chat(target, unique_messages()[0], {}) for _ in range(250))
         )
 
-    started = time.monotonic()
     results = asyncio.run(many_calls())
 
-    # Under aiohttp's default cap of 100 connections the 250 calls would run
-    # in three waves of one second each.
-    assert time.monotonic() - started < 2.5
+    # aiohttp's default cap of 100 connections would hold the provider at
+    # 100 requests in progress.
+    assert fake_provider.peak_concurrency["slow-1"] > 100
     assert len(results) == 250
     assert all(result.content.startswith("Echo: ") for result in results)
 
