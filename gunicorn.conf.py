@@ -48,3 +48,50 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# gunicorn's and uvicorn's own records use the gateway's log format:
+# LOG_FORMAT, else json unless DEBUG is on, as in saasllm/settings.py. The
+# access log keeps gunicorn's text format, because the gateway already
+# writes one JSON line per request.
+_debug = os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+_log_format = os.environ.get("LOG_FORMAT", "").strip().lower()
+if (_log_format or ("text" if _debug else "json")) == "json":
+    logconfig_dict = {
+        "formatters": {"json": {"()": "saasllm.logformat.JsonFormatter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": loglevel.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+            }
+        },
+    }
+
+
+# Prometheus multiprocess mode (see saasllm/metrics.py): every worker writes
+# its metrics to files in PROMETHEUS_MULTIPROC_DIR, and /metrics adds them up.
+def on_starting(server):
+    """Create PROMETHEUS_MULTIPROC_DIR, and empty it of a previous run's files."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges, such as the calls it had in flight."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from catalog.providers import ProviderError, StreamChunk, complete_chat, stream_chat
@@ -25,9 +26,25 @@ from catalog.providers.routing import (
 )
 from catalog.providers.sse import encode_event
 from jobs import services
+from jobs.serializers import LLMCallSerializer
 from jobs.services import CallContext, CallOutcome
+from saasllm import metrics, observability
 
 DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def request_data(serializer: LLMCallSerializer) -> dict | None:
+    """Return the request body to store on the call, when bodies are stored."""
+    if not settings.STORE_CALL_BODIES:
+        return None
+    return {
+        "messages": serializer.validated_data["messages"],
+        **serializer.provider_params(),
+    }
+
+
+def size_of(data: dict) -> services.CallSize:
+    return services.CallSize.of(data["messages"], data.get("max_tokens"))
 
 
 def elapsed_ms(started: float) -> int:
@@ -43,11 +60,13 @@ async def call_provider(
     out of flight before the exception propagates.
     """
     started = time.monotonic()
+    metrics.calls_in_flight.inc()
     try:
         result, routed = await complete_routed(
             context.candidates, messages, params, complete_chat
         )
     except RoutingFailed as failed:
+        record_provider_wait(context, started, failed.error.code)
         return CallOutcome(
             latency_ms=elapsed_ms(started),
             error=failed.error,
@@ -55,14 +74,27 @@ async def call_provider(
             attempts=failed.attempts,
         )
     except BaseException:
+        record_provider_wait(context, started, "cancelled")
         await _abandon(context)
         raise
+    finally:
+        metrics.calls_in_flight.dec()
+    record_provider_wait(context, started, None)
     return CallOutcome(
         latency_ms=elapsed_ms(started),
         result=result,
         served_by=routed.candidate,
         attempts=routed.attempts,
     )
+
+
+def record_provider_wait(
+    context: CallContext, started: float, error_code: str | None
+) -> None:
+    """Count the time since ``started`` as provider time, in logs and metrics."""
+    seconds = time.monotonic() - started
+    observability.add_provider_time(seconds)
+    metrics.observe_provider_call(context.alias.alias, seconds, error_code)
 
 
 async def _abandon(context: CallContext) -> None:
@@ -78,6 +110,7 @@ class OpenedStream:
     chunks: AsyncIterator[StreamChunk]
     routed: Routed
     started: float
+    alias: str
 
 
 async def open_stream(
@@ -94,6 +127,7 @@ async def open_stream(
             context.candidates, messages, params, stream_chat
         )
     except RoutingFailed as failed:
+        record_provider_wait(context, started, failed.error.code)
         return CallOutcome(
             latency_ms=elapsed_ms(started),
             error=failed.error,
@@ -102,9 +136,19 @@ async def open_stream(
             streamed=True,
         )
     except BaseException:
+        record_provider_wait(context, started, "cancelled")
         await _abandon(context)
         raise
-    return OpenedStream(first=first, chunks=chunks, routed=routed, started=started)
+    # The wait for the first chunk counts as provider time; the rest of the
+    # stream's duration is recorded when the stream ends.
+    observability.add_provider_time(time.monotonic() - started)
+    return OpenedStream(
+        first=first,
+        chunks=chunks,
+        routed=routed,
+        started=started,
+        alias=context.alias.alias,
+    )
 
 
 class ChunkFormatter:
@@ -182,6 +226,8 @@ async def relay_stream(
     """
     accumulator = StreamAccumulator()
     outcome_recorded = False
+    error_code = None
+    metrics.calls_in_flight.inc()
 
     def outcome(**fields) -> CallOutcome:
         result, estimated = accumulator.result(messages)
@@ -201,16 +247,21 @@ async def relay_stream(
             accumulator.add(chunk)
             if chunk.delta or chunk.finish_reason is not None:
                 yield encode_event(formatter.chunk(chunk))
+            waited = time.monotonic()
             try:
                 chunk = await anext(opened.chunks)
             except StopAsyncIteration:
                 break
+            finally:
+                observability.add_provider_time(time.monotonic() - waited)
     except ProviderError as error:
         outcome_recorded = True
+        error_code = error.code
         await finish(outcome(error=error))
         yield error_event(error)
         return
     except BaseException:
+        error_code = "cancelled"
         if not outcome_recorded:
             outcome_recorded = True
             # Stop the provider first: its tokens now cost without a reader.
@@ -219,6 +270,10 @@ async def relay_stream(
         raise
     finally:
         await opened.chunks.aclose()
+        metrics.calls_in_flight.dec()
+        metrics.observe_provider_call(
+            opened.alias, time.monotonic() - opened.started, error_code
+        )
 
     final = outcome()
     outcome_recorded = True
@@ -244,3 +299,32 @@ def event_stream_response(
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+async def stream_reply(
+    context: CallContext,
+    messages: list[dict],
+    params: dict,
+    *,
+    include_usage: bool,
+    finish: FinishStream,
+    **headers,
+) -> StreamingHttpResponse:
+    """Open the provider stream and return the response that relays it.
+
+    When no candidate produces a first chunk, ``finish`` records the failed
+    call and its ProviderError is raised, for an ordinary error response.
+    """
+    opened = await open_stream(context, messages, params)
+    if isinstance(opened, CallOutcome):
+        await finish(opened)
+        raise opened.error
+
+    events = relay_stream(
+        opened,
+        messages=messages,
+        formatter=ChunkFormatter(context.alias.alias),
+        include_usage=include_usage,
+        finish=finish,
+    )
+    return event_stream_response(events, **headers)

@@ -21,7 +21,7 @@ from catalog.providers import ChatResult, ProviderError
 from catalog.providers.routing import Candidate
 from catalog.resolution import resolve_alias, route_for_alias
 from jobs.models import Job, LLMCall
-from saasllm import ratelimit
+from saasllm import metrics, observability, ratelimit
 from saasllm.authentication import authenticate_key
 from saasllm.errors import Conflict, Forbidden, InsufficientCredits, NotFound
 from teams.models import Team, VirtualKey
@@ -178,6 +178,7 @@ def prepare_call(
         rate_limit = ratelimit.check_request(key.team)
         job = get_job_for_team(team=key.team, job_id=job_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
+        observability.annotate(alias=alias.alias)
         candidates = route_for_alias(team=key.team, alias=alias)
         prices = {
             candidate.alias: prices_for_alias(candidate.context)
@@ -232,6 +233,7 @@ def prepare_single_call(
         rate_limit = ratelimit.check_request(key.team)
         check_team_id(team=key.team, team_id=new_job.team_id)
         alias = resolve_alias(team=key.team, alias_name=alias_name)
+        observability.annotate(alias=alias.alias)
         candidates = route_for_alias(team=key.team, alias=alias)
         prices = {
             candidate.alias: prices_for_alias(candidate.context)
@@ -380,6 +382,8 @@ def record_call(
                 call_metadata=call_metadata if succeeded else None,
             )
         ratelimit.record_tokens(context.team, call.total_tokens)
+        metrics.count_tokens(context.team.id, call.total_tokens)
+        observability.annotate(tokens=call.total_tokens)
     finally:
         ratelimit.release_call_slot(context.slot)
         release_connection()

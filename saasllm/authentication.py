@@ -13,6 +13,7 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from rest_framework.permissions import BasePermission
 
 from audit.services import client_address
+from saasllm import observability
 from saasllm.errors import Forbidden, InvalidAdminKey, InvalidApiKey
 from teams.keys import candidate_digests, looks_like_key
 from teams.models import Organization, Team, VirtualKey
@@ -92,6 +93,8 @@ def authenticate_key(header: str | None) -> VirtualKey:
     if key is None or (key.expires_at is not None and key.expires_at <= now):
         raise InvalidApiKey()
 
+    # Before the team check, so that a rejected team still shows in the log.
+    observability.annotate(team_id=key.team_id, key_prefix=key.prefix)
     check_team_usable(key.team)
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         VirtualKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -1,10 +1,27 @@
-"""ASGI middleware that runs in front of Django."""
+"""Middleware: an ASGI wrapper in front of Django, and Django middleware."""
+
+import logging
+from functools import partial
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.utils.decorators import sync_and_async_middleware
 
+from saasllm import metrics
 from saasllm.errors import page_not_found
+from saasllm.observability import (
+    REQUEST_ID_HEADER,
+    RequestContext,
+    current_request,
+    request_id_from_header,
+)
+
+request_logger = logging.getLogger("saasllm.requests")
+
+OVERHEAD_HEADER = "X-Gateway-Overhead-Ms"
+# Probes and scrapes arrive every few seconds. Their successful requests are
+# logged at DEBUG so that they do not drown the other lines.
+QUIET_ROUTES = frozenset({"health", "healthz", "readyz", "metrics"})
 
 
 class RequestBodyLimitMiddleware:
@@ -114,3 +131,133 @@ def reject_nul_in_path(get_response):
             return get_response(request)
 
     return middleware
+
+
+@sync_and_async_middleware
+def observe_requests(get_response):
+    """Give each request an id, time it, log one line and count it in the metrics.
+
+    The id comes from a valid X-Request-ID header or is generated, and every
+    response carries it back. X-Gateway-Overhead-Ms is the time until the
+    response leaves this middleware, minus the time spent waiting on
+    providers (``saasllm.observability.add_provider_time``). List this
+    middleware first, so that the time covers the other middleware.
+
+    A streaming response is passed on untouched: its headers are set, its
+    content is neither read nor wrapped. Its overhead header covers the time
+    until its headers are sent, and its log line and metrics are written
+    when the server closes the response, with the full duration.
+    """
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            context, token = start_observing(request)
+            try:
+                response = await get_response(request)
+            except BaseException:
+                current_request.reset(token)
+                raise
+            return finish_observing(request, response, context)
+
+    else:
+
+        def middleware(request):
+            context, token = start_observing(request)
+            try:
+                response = get_response(request)
+            except BaseException:
+                current_request.reset(token)
+                raise
+            return finish_observing(request, response, context)
+
+    return middleware
+
+
+def start_observing(request):
+    context = RequestContext(
+        request_id=request_id_from_header(request.META.get("HTTP_X_REQUEST_ID"))
+    )
+    request.observability = context
+    return context, current_request.set(context)
+
+
+def finish_observing(request, response, context: RequestContext):
+    overhead_ms = milliseconds(context.overhead_seconds())
+    response[REQUEST_ID_HEADER] = context.request_id
+    response[OVERHEAD_HEADER] = f"{overhead_ms:.1f}"
+    if not response.streaming:
+        record_request(request, response, context, overhead_ms)
+
+    # The context stays current until the server closes the response:
+    # Django logs 4xx and 5xx responses after the middleware has returned,
+    # and a stream's code runs then too and may add provider time.
+    # NOTE: _resource_closers is Django's private list of callbacks that
+    # HttpResponseBase.close() runs (Django 3.0 to 5.2). A streaming response
+    # that is never closed writes no log line.
+    if response.streaming:
+        response._resource_closers.append(
+            partial(record_request, request, response, context, overhead_ms)
+        )
+    response._resource_closers.append(partial(forget_context, context))
+    return response
+
+
+def forget_context(context: RequestContext) -> None:
+    # Under WSGI the server closes the response on the request's thread,
+    # whose context would otherwise keep the id for the next log records.
+    # Under ASGI close() runs in another context, where this does nothing.
+    if current_request.get() is context:
+        current_request.set(None)
+
+
+def record_request(request, response, context: RequestContext, overhead_ms: float):
+    """Write the request's log line and count it in the metrics."""
+    elapsed = context.elapsed_seconds()
+    route = route_name(request)
+    metrics.count_request(
+        route=route, method=request.method, status=response.status_code, seconds=elapsed
+    )
+    metrics.refresh_database_pool_gauges()
+
+    duration_ms = milliseconds(elapsed)
+    level = logging.INFO
+    if route in QUIET_ROUTES and response.status_code < 400:
+        level = logging.DEBUG
+    request_logger.log(
+        level,
+        "%s %s %s %.1f ms",
+        request.method,
+        route,
+        response.status_code,
+        duration_ms,
+        extra={
+            "request_id": context.request_id,
+            "method": request.method,
+            "route": route,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": duration_ms,
+            "overhead_ms": overhead_ms,
+            "provider_ms": milliseconds(context.provider_seconds),
+            "team_id": context.team_id,
+            "key_prefix": context.key_prefix,
+            "alias": context.alias,
+            "tokens": context.tokens,
+            "streaming": response.streaming,
+        },
+    )
+
+
+def route_name(request) -> str:
+    """Return the matched URL pattern's name, or "unmatched" for an unknown path.
+
+    Metrics use this instead of the path, whose ids would create a series
+    per job.
+    """
+    match = getattr(request, "resolver_match", None)
+    return match.view_name if match is not None else "unmatched"
+
+
+def milliseconds(seconds: float) -> float:
+    return round(seconds * 1000, 1)

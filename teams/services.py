@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
@@ -32,6 +33,7 @@ from audit.services import (
     record,
 )
 from jobs.models import Job
+from saasllm import metrics
 from saasllm.errors import (
     ApiError,
     Conflict,
@@ -594,6 +596,7 @@ def settle_job(*, job, credits: int, reason: str = "") -> CreditTransaction | No
             job=job,
             reason=reason,
         )
+        transaction.on_commit(partial(metrics.count_credits, team.id, credits))
     Team.objects.filter(pk=team.pk).update(
         credits_used=F("credits_used") + credits,
         credits_held=F("credits_held") - job.credits_held,

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import status
 
+from saasllm import metrics
 from saasllm.errors import ApiError, ServiceUnavailable
 from saasllm.ratelimit.backend import Backend, BackendUnavailable
 from saasllm.ratelimit.redis_backend import get_redis_backend
@@ -146,6 +147,7 @@ def check_request(team: Team) -> RateLimitState | None:
             return None
 
     if used is None:
+        metrics.count_rate_limit_rejection("requests")
         raise RateLimited(
             f"The team's limit of {limit} requests per minute is reached. "
             f"Retry after {window.reset_after} seconds.",
@@ -176,6 +178,7 @@ def check_tokens(team: Team) -> None:
             return
 
     if used >= limit:
+        metrics.count_rate_limit_rejection("tokens")
         raise RateLimited(
             f"The team has used its {limit} tokens for this minute. "
             f"Retry after {window.reset_after} seconds.",
@@ -242,6 +245,7 @@ def acquire_call_slot(team: Team) -> SlotLease | None:
             return None
 
     if not acquired:
+        metrics.count_rate_limit_rejection("concurrency")
         raise RateLimited(
             f"The team already has {limit} calls in progress, its maximum. "
             "Retry when one of them has finished.",
@@ -298,6 +302,7 @@ def handle_unavailable(error: BackendUnavailable) -> None:
         unavailable_warning.warn(
             "Rate limiter unavailable, rejecting team requests with 503: %s", error
         )
+        metrics.count_rate_limit_rejection("limiter_unavailable")
         raise RateLimiterUnavailable() from error
     unavailable_warning.warn(
         "Rate limiter unavailable, letting team requests through unlimited "
@@ -313,8 +318,9 @@ class RepeatedWarning:
     so an outage does not write one line per request.
     """
 
-    def __init__(self, interval_seconds: float):
+    def __init__(self, interval_seconds: float, log: logging.Logger = logger):
         self.interval_seconds = interval_seconds
+        self.log = log
         self._lock = threading.Lock()
         self._last_logged_at: float | None = None
         self._skipped_count = 0
@@ -332,13 +338,13 @@ class RepeatedWarning:
             self._last_logged_at = now
         text = message % args
         if skipped_count:
-            logger.warning(
+            self.log.warning(
                 "%s (%s similar warnings skipped since the last one)",
                 text,
                 skipped_count,
             )
         else:
-            logger.warning("%s", text)
+            self.log.warning("%s", text)
 
     def reset(self) -> None:
         with self._lock:
