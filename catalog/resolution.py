@@ -3,6 +3,7 @@
 import logging
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from catalog.crypto import DecryptionFailed, decrypt_secret
 from catalog.models import AccessGroup, ModelAlias, ProviderCredential
@@ -20,22 +21,22 @@ class ModelUnavailable(ApiError):
     message = "The model is temporarily unavailable. Retry later or contact your administrator."
 
 
+def aliases_for_team(team: Team) -> QuerySet[ModelAlias]:
+    """Return the active aliases that the team's active access groups grant."""
+    return ModelAlias.objects.filter(
+        status=ModelAlias.Status.ACTIVE,
+        access_groups__status=AccessGroup.Status.ACTIVE,
+        access_groups__teams=team,
+    ).distinct()
+
+
 def resolve_alias(*, team: Team, alias_name: str) -> ModelAlias:
     """Return the active alias if one of the team's active access groups grants it.
 
     An unknown alias and one the team may not use give the same 403, so a
     team cannot probe the catalog.
     """
-    alias = (
-        ModelAlias.objects.filter(
-            alias=alias_name,
-            status=ModelAlias.Status.ACTIVE,
-            access_groups__status=AccessGroup.Status.ACTIVE,
-            access_groups__teams=team,
-        )
-        .distinct()
-        .first()
-    )
+    alias = aliases_for_team(team).filter(alias=alias_name).first()
     if alias is None:
         raise Forbidden(
             f"The model '{alias_name}' is not available to this team.",

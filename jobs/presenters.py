@@ -5,6 +5,7 @@ see aliases and their own (client) costs only. Money is rendered as decimal
 strings so no float rounding reaches clients.
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 from catalog.providers import ChatResult
@@ -112,10 +113,8 @@ def job_costs(job: Job) -> dict:
 
 def call_response(call: LLMCall, result: ChatResult) -> dict:
     """Build the job API's call result, which is also an OpenAI chat completion."""
-    message = {"role": "assistant", "content": result.content}
     response = {"content": result.content, "finish_reason": result.finish_reason}
     if result.tool_calls:
-        message["tool_calls"] = result.tool_calls
         response["tool_calls"] = result.tool_calls
     return {
         "call_id": str(call.id),
@@ -126,6 +125,16 @@ def call_response(call: LLMCall, result: ChatResult) -> dict:
             "model": call.alias,
             "model_group": call.alias,
         },
+        **chat_completion(call, result),
+    }
+
+
+def chat_completion(call: LLMCall, result: ChatResult) -> dict:
+    """Build the OpenAI ``chat.completion`` object of a call, named by its alias."""
+    message = {"role": "assistant", "content": result.content}
+    if result.tool_calls:
+        message["tool_calls"] = result.tool_calls
+    return {
         "id": f"chatcmpl-{call.id.hex}",
         "object": "chat.completion",
         "created": int(call.created_at.timestamp()),
@@ -154,3 +163,13 @@ def single_call_response(call: LLMCall, result: ChatResult, done: Completion) ->
         }
     )
     return body
+
+
+def model_object(alias: str, created_at: datetime) -> dict:
+    """Build the OpenAI ``model`` object of an alias; it names no provider."""
+    return {
+        "id": alias,
+        "object": "model",
+        "created": int(created_at.timestamp()),
+        "owned_by": "saasllm",
+    }

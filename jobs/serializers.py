@@ -317,6 +317,17 @@ class SingleCallResponse(CallResponse):
     costs = JobCostsSummary()
 
 
+class ServerSentEvent(serializers.Serializer):
+    """One event of a text/event-stream response."""
+
+    event = serializers.CharField(
+        required=False, help_text="The event's name; absent for chunks."
+    )
+    data = serializers.CharField(
+        help_text="A JSON object, or `[DONE]` in the last event."
+    )
+
+
 class ErrorResponse(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField()

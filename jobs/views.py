@@ -3,9 +3,7 @@
 import json
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +23,7 @@ from jobs.serializers import (
     JobResponse,
     LLMCallSerializer,
     MetadataSerializer,
+    ServerSentEvent,
     SingleCallResponse,
 )
 from saasllm.authentication import IsTeam, VirtualKeyAuthentication, parse_bearer
@@ -114,20 +113,6 @@ class JobCostsView(TeamAPIView):
         return Response(presenters.job_costs(job))
 
 
-def request_data(serializer: LLMCallSerializer) -> dict | None:
-    """Return the request body to store on the call, when bodies are stored."""
-    if not settings.STORE_CALL_BODIES:
-        return None
-    return {
-        "messages": serializer.validated_data["messages"],
-        **serializer.provider_params(),
-    }
-
-
-def size_of(data: dict) -> services.CallSize:
-    return services.CallSize.of(data["messages"], data.get("max_tokens"))
-
-
 @extend_schema(tags=["jobs"])
 class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
     """Make one LLM call inside an open job.
@@ -151,7 +136,7 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             job_id=job_id,
             alias_name=data["model"],
-            size=size_of(data),
+            size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
 
@@ -164,7 +149,7 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
             outcome=outcome,
             purpose=data.get("purpose", ""),
             call_metadata=data.get("call_metadata"),
-            request_data=request_data(serializer),
+            request_data=calling.request_data(serializer),
         )
         if outcome.error:
             raise outcome.error
@@ -188,7 +173,7 @@ class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             new_job=new_job_request(data),
             alias_name=data["model"],
-            size=size_of(data),
+            size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
 
@@ -200,7 +185,7 @@ class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
             context=context,
             outcome=outcome,
             purpose=data.get("purpose", ""),
-            request_data=request_data(serializer),
+            request_data=calling.request_data(serializer),
         )
         if outcome.error:
             raise outcome.error
@@ -220,7 +205,7 @@ def new_job_request(data: dict) -> services.NewJobRequest:
 
 STREAM_RESPONSES = {
     (200, "text/event-stream"): OpenApiResponse(
-        response=OpenApiTypes.STR,
+        response=ServerSentEvent,
         description="Server-sent events: OpenAI `chat.completion.chunk` objects "
         "with `model` set to the alias, then `data: [DONE]`. A provider error "
         'after the first chunk ends the stream with one `{"error": {"code", '
@@ -255,21 +240,14 @@ class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             job_id=job_id,
             alias_name=data["model"],
-            size=size_of(data),
+            size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
         record = sync_to_async(services.record_call)
         fields = {
             "purpose": data.get("purpose", ""),
-            "request_data": request_data(serializer),
+            "request_data": calling.request_data(serializer),
         }
-
-        opened = await calling.open_stream(
-            context, data["messages"], serializer.provider_params()
-        )
-        if isinstance(opened, services.CallOutcome):
-            await record(context=context, outcome=opened, **fields)
-            raise opened.error
 
         async def finish(outcome: services.CallOutcome) -> list[bytes]:
             metadata = None if outcome.error else data.get("call_metadata")
@@ -278,14 +256,13 @@ class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
             )
             return []
 
-        events = calling.relay_stream(
-            opened,
-            messages=data["messages"],
-            formatter=calling.ChunkFormatter(context.alias.alias),
+        return await calling.stream_reply(
+            context,
+            data["messages"],
+            serializer.provider_params(),
             include_usage=serializer.include_usage,
             finish=finish,
         )
-        return calling.event_stream_response(events)
 
 
 @extend_schema(tags=["jobs"])
@@ -313,21 +290,14 @@ class CreateAndCallStreamView(TeamRateLimitMixin, AsyncAPIView):
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             new_job=new_job_request(data),
             alias_name=data["model"],
-            size=size_of(data),
+            size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
         finish_job = sync_to_async(services.finish_single_call)
         fields = {
             "purpose": data.get("purpose", ""),
-            "request_data": request_data(serializer),
+            "request_data": calling.request_data(serializer),
         }
-
-        opened = await calling.open_stream(
-            context, data["messages"], serializer.provider_params()
-        )
-        if isinstance(opened, services.CallOutcome):
-            await finish_job(context=context, outcome=opened, **fields)
-            raise opened.error
 
         async def finish(outcome: services.CallOutcome) -> list[bytes]:
             _, completion = await finish_job(context=context, outcome=outcome, **fields)
@@ -336,11 +306,11 @@ class CreateAndCallStreamView(TeamRateLimitMixin, AsyncAPIView):
             )
             return [encode_event(summary, event="job")]
 
-        events = calling.relay_stream(
-            opened,
-            messages=data["messages"],
-            formatter=calling.ChunkFormatter(context.alias.alias),
+        return await calling.stream_reply(
+            context,
+            data["messages"],
+            serializer.provider_params(),
             include_usage=serializer.include_usage,
             finish=finish,
+            X_Job_ID=str(context.job.id),
         )
-        return calling.event_stream_response(events, X_Job_ID=str(context.job.id))

@@ -505,6 +505,9 @@ def test_anthropic_stream_relayed_as_openai_chunks(
             stream_options={"include_usage": True},
         ),
         team.key,
+        # The first litellm call of a process imports litellm, which takes
+        # seconds, more on a loaded machine.
+        timeout=120,
     )
 
     assert reply.status == 200, reply.body

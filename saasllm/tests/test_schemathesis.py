@@ -77,6 +77,7 @@ def known_ids(team, organization, alias, access_group, credential):
         "job_id": str(job.id),
         "organization_id": organization.id,
         "alias": alias.alias,
+        "model": alias.alias,
         "group_name": access_group.name,
         "credential_id": str(credential.id),
         "prefix": team.team.keys.get().prefix,
@@ -233,7 +234,28 @@ HAPPY_PATHS = [
         200,
         {"model": "chat-fast", "messages": MESSAGES},
     ),
+    HappyPath(
+        "POST",
+        "/api/jobs/create-and-call-stream",
+        200,
+        {"job_type": "triage", "model": "chat-fast", "messages": MESSAGES},
+    ),
+    HappyPath(
+        "POST",
+        "/api/jobs/{job_id}/llm-call-stream",
+        200,
+        {"model": "chat-fast", "messages": MESSAGES},
+    ),
     HappyPath("POST", "/api/jobs/{job_id}/complete", 200, {"status": "completed"}),
+    # The OpenAI-compatible API, with the team's key
+    HappyPath(
+        "POST",
+        "/v1/chat/completions",
+        200,
+        {"model": "chat-fast", "messages": MESSAGES},
+    ),
+    HappyPath("GET", "/v1/models", 200),
+    HappyPath("GET", "/v1/models/{model}", 200),
     # Team reports and credits, with the team's key
     HappyPath("GET", TEAM + "/usage", 200, query={"period": "2026-01"}),
     HappyPath("GET", TEAM + "/jobs", 200),
