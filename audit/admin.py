@@ -12,6 +12,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from audit.models import AuditEntry
 from audit.services import (
@@ -22,6 +24,8 @@ from audit.services import (
     object_type_of,
     record,
 )
+from saasllm.admin_filters import CreatedDayFilter, ExactTextFilter
+from saasllm.admin_pages import NoCountPaginator
 
 EMPTY_VALUES = (None, "", [], {})
 
@@ -80,8 +84,20 @@ class AuditedAdminMixin:
         )
 
 
+class ActorFilter(ExactTextFilter):
+    title = "actor"
+    parameter_name = "actor"
+    field_name = "actor"
+
+
+class ObjectIdFilter(ExactTextFilter):
+    title = "object id"
+    parameter_name = "object_id"
+    field_name = "object_id"
+
+
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ModelAdmin):
     """The audit log: filterable, searchable, and never editable."""
 
     list_display = (
@@ -92,12 +108,19 @@ class AuditEntryAdmin(admin.ModelAdmin):
         "object_id",
         "ip_address",
     )
-    list_filter = ("action", "object_type", "actor", "created_at")
+    list_filter = (
+        "action",
+        "object_type",
+        ActorFilter,
+        ObjectIdFilter,
+        ("created_at", CreatedDayFilter),
+    )
+    list_filter_submit = True
     search_fields = ("actor__exact", "action__exact", "object_id__exact")
     search_help_text = "Exact actor, action or object id."
-    date_hierarchy = "created_at"
     ordering = ("-created_at",)
     show_full_result_count = False
+    paginator = NoCountPaginator
     fields = (
         "id",
         "created_at",
@@ -134,7 +157,11 @@ admin.site.unregister(Group)
 
 
 @admin.register(User)
-class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin, ModelAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
+
     def user_change_password(self, request, id, form_url=""):
         response = super().user_change_password(request, id, form_url)
         # The view redirects only after it has saved the new password.
@@ -147,5 +174,5 @@ class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
 
 
 @admin.register(Group)
-class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
+class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin, ModelAdmin):
     pass

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from unfold.forms import AuthenticationForm
 
 from audit.models import LoginFailure
 from audit.services import client_address
@@ -100,7 +101,7 @@ def clear_login_failures(*, username: str) -> None:
     LoginFailure.objects.filter(username=username).delete()
 
 
-class RateLimitedAuthenticationForm(AdminAuthenticationForm):
+class RateLimitedAuthenticationForm(AuthenticationForm):
     """The admin's login form, which rejects a locked-out username or address.
 
     A locked-out attempt gets the form's usual error and a message with

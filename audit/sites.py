@@ -1,19 +1,23 @@
-"""The project's Django admin site, which limits failed logins."""
+"""The project's Django admin site: the unfold theme and a login that limits failures."""
 
-from django.contrib import admin
 from rest_framework import status
+from unfold.sites import UnfoldAdminSite
 
 from audit.logins import RateLimitedAuthenticationForm
 
 
-class AdminSite(admin.AdminSite):
+class AdminSite(UnfoldAdminSite):
     """The default admin site, with a login page that locks out guessing.
 
     ``audit.apps.AuditAdminConfig`` makes this the class of ``admin.site``.
     A locked-out login renders the login page with its errors, status 429
-    and a Retry-After header.
+    and a Retry-After header. The index is the dashboard that
+    ``jobs.admin_dashboard`` fills in.
     """
 
+    site_title = "saasllm admin"
+    site_header = "saasllm"
+    index_title = "Dashboard"
     login_form = RateLimitedAuthenticationForm
 
     def login(self, request, extra_context=None):

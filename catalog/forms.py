@@ -1,8 +1,11 @@
 """Admin forms of the catalog."""
 
 from django import forms
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
-from catalog.models import ProviderCredential
+from catalog.models import AccessGroup, ModelAlias, ProviderCredential
+from catalog.services import validated_fallbacks
+from saasllm.errors import ValidationFailed
 
 
 class ProviderCredentialForm(forms.ModelForm):
@@ -77,3 +80,89 @@ class ProviderCredentialForm(forms.ModelForm):
                 code="already_exists",
             )
         return cleaned_data
+
+
+class ModelAliasForm(forms.ModelForm):
+    """An alias form that also sets the access groups the alias belongs to.
+
+    The groups are the reverse side of ``AccessGroup.aliases``, which a model
+    form leaves out, so this form adds them and the admin passes them to
+    ``catalog.services``.
+    """
+
+    access_groups = forms.ModelMultipleChoiceField(
+        queryset=AccessGroup.objects.all(),
+        required=False,
+        help_text="Teams in any of these groups may call the alias.",
+    )
+
+    fallbacks = forms.CharField(
+        required=False,
+        widget=UnfoldAdminTextInputWidget,
+        help_text="Aliases tried in this order once this alias's retries are "
+        "exhausted, separated by commas.",
+    )
+
+    class Meta:
+        model = ModelAlias
+        fields = (
+            "alias",
+            "display_name",
+            "description",
+            "status",
+            "provider",
+            "provider_model",
+            "input_price_per_million",
+            "output_price_per_million",
+            "timeout_seconds",
+            "max_retries",
+            "retry_backoff_ms",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.initial["access_groups"] = list(
+                self.instance.access_groups.values_list("pk", flat=True)
+            )
+        self.initial["fallbacks"] = ", ".join(self.instance.fallbacks or [])
+        # An empty retry setting takes the model's default.
+        for name in ("max_retries", "retry_backoff_ms"):
+            self.fields[name].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in ("max_retries", "retry_backoff_ms"):
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = ModelAlias._meta.get_field(name).default
+        text = cleaned.get("fallbacks") or ""
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        alias = cleaned.get("alias") or self.instance.alias
+        try:
+            cleaned["fallbacks"] = validated_fallbacks(alias, names)
+        except ValidationFailed as error:
+            self.add_error("fallbacks", error.errors["fallbacks"])
+        return cleaned
+
+
+class ConnectionCheckForm(forms.Form):
+    """The provider model that a credential's connection test calls."""
+
+    model = forms.CharField(
+        label="Provider model",
+        max_length=200,
+        widget=UnfoldAdminTextInputWidget,
+        help_text="The provider's own model name. The test sends one short "
+        "message and asks for one token.",
+    )
+
+    def __init__(self, *args, models=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        if models:
+            self.fields["model"] = forms.ChoiceField(
+                label="Provider model",
+                choices=[(model, model) for model in models],
+                widget=UnfoldAdminSelectWidget,
+                help_text="A provider model of this provider's aliases. The "
+                "test sends one short message and asks for one token.",
+            )

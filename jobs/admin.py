@@ -1,26 +1,35 @@
 """Django admin for jobs and their LLM calls.
 
-Both tables grow with every request, so the lists join nothing, search only
-exact columns and run no second count for the unfiltered total. Calls are
-read-only, and of a job only its metadata can be edited, which the audit log
-records.
-
-NOTE: the paginator still counts the rows that match the filters, which is
-a count of the whole table on an unfiltered list page.
+Both tables grow with every request, so the lists join nothing, search and
+filter only exact or indexed columns, and page with Previous and Next links
+instead of counting the rows. Calls are read-only, and of a job only its
+metadata can be edited, which the audit log records.
 """
 
+import json
 from decimal import Decimal
 
 from django.contrib import admin
-from django.contrib.admin.utils import display_for_value
+from django.contrib.admin.utils import display_for_value, quote
 from django.db.models import Count, Q, Sum
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from unfold.admin import ModelAdmin
+from unfold.decorators import action as page_action
 
 from audit.admin import AuditedAdminMixin
 from catalog.models import Provider
 from jobs.models import Job, LLMCall
-from teams.admin import (
+from saasllm.admin_filters import (
+    CreatedDayFilter,
+    JobIdFilter,
+    JobTypeFilter,
+    TeamFilter,
+)
+from saasllm.admin_pages import (
     ChangedFieldsMixin,
+    NoCountPaginator,
     UuidSearchMixin,
     change_link,
     changelist_link,
@@ -42,7 +51,9 @@ CALL_COLUMNS = (
     ("completion_tokens", "completion tokens"),
     ("provider_cost_usd", "provider cost (USD)"),
     ("client_cost_usd", "client cost (USD)"),
+    ("margin", "margin (USD)"),
     ("latency_ms", "latency (ms)"),
+    ("attempt_count", "attempts"),
     ("error_code", "error"),
 )
 
@@ -70,7 +81,7 @@ class JobAdmin(
     UuidSearchMixin,
     AuditedAdminMixin,
     ChangedFieldsMixin,
-    admin.ModelAdmin,
+    ModelAdmin,
 ):
     list_display = (
         "id",
@@ -78,18 +89,28 @@ class JobAdmin(
         "team_link",
         "job_type",
         "status",
+        "call_count",
         "credits_held",
         "credits_charged",
         "credit_applied",
         "completed_at",
     )
-    list_filter = ("status", "created_at")
+    list_filter = (
+        "status",
+        TeamFilter,
+        JobTypeFilter,
+        JobIdFilter,
+        ("created_at", CreatedDayFilter),
+    )
+    list_filter_submit = True
     search_fields = ("team__id__exact", "job_type__exact", "user_id__exact")
     search_help_text = "Exact team id, job type or user id, or a job UUID."
     uuid_search_fields = ("id",)
     raw_id_fields = ("team", "organization")
     ordering = ("-created_at",)
     show_full_result_count = False
+    paginator = NoCountPaginator
+    actions_detail = ("refund_page",)
     fieldsets = (
         (
             None,
@@ -114,7 +135,7 @@ class JobAdmin(
             "Credits",
             {"fields": ("credits_held", "credit_applied", "credits_charged")},
         ),
-        ("Calls", {"fields": ("call_summary", "call_table")}),
+        ("Calls", {"fields": ("call_summary", "call_table", "call_bodies")}),
     )
     readonly_fields = (
         "id",
@@ -132,6 +153,7 @@ class JobAdmin(
         "credits_charged",
         "call_summary",
         "call_table",
+        "call_bodies",
     )
 
     def has_add_permission(self, request):
@@ -142,54 +164,125 @@ class JobAdmin(
         # Ledger rows protect charged jobs, and calls are the usage record.
         return False
 
+    def has_refund_permission(self, request, obj=None):
+        # A refund changes the team's balance, so it takes the team permission.
+        return request.user.has_perm("teams.change_team")
+
+    @page_action(
+        description="Refund",
+        url_path="refund",
+        permissions=["refund"],
+        icon="undo",
+    )
+    def refund_page(self, request, object_id):
+        """Open the refund page of the job's team with this job filled in."""
+        job = self.get_object(request, object_id)
+        if job is None:
+            return HttpResponseRedirect(reverse("admin:jobs_job_changelist"))
+        url = reverse("admin:teams_team_refund_job_page", args=[quote(job.team_id)])
+        return HttpResponseRedirect(f"{url}?job={job.pk}")
+
     @admin.display(description="totals")
     def call_summary(self, obj):
-        totals = obj.calls.aggregate(
-            calls=Count("id"),
-            failed=Count("id", filter=~Q(error_code="")),
-            tokens=Sum("total_tokens"),
-            provider_cost=Sum("provider_cost_usd"),
-            client_cost=Sum("client_cost_usd"),
-        )
+        # The theme reads a read-only field more than once per page, so the
+        # totals are kept on the job instance, which belongs to one request.
+        if not hasattr(obj, "admin_call_totals"):
+            obj.admin_call_totals = obj.calls.aggregate(
+                calls=Count("id"),
+                failed=Count("id", filter=~Q(error_code="")),
+                tokens=Sum("total_tokens"),
+                provider_cost=Sum("provider_cost_usd"),
+                client_cost=Sum("client_cost_usd"),
+            )
+        totals = obj.admin_call_totals
+        provider_cost = as_usd(totals["provider_cost"])
+        client_cost = as_usd(totals["client_cost"])
         return format_html(
             "{} calls ({} failed), {} tokens, provider cost {} USD, "
-            "client cost {} USD. {}",
+            "client cost {} USD, margin {} USD. {}",
             totals["calls"],
             totals["failed"],
             totals["tokens"] or 0,
-            as_usd(totals["provider_cost"]),
-            as_usd(totals["client_cost"]),
+            provider_cost,
+            client_cost,
+            client_cost - provider_cost,
             changelist_link(LLMCall, "View all calls", job__id__exact=obj.pk),
         )
 
+    @staticmethod
+    def _first_calls(obj) -> list[LLMCall]:
+        """Return the job's first calls, read once per page for both call fields.
+
+        The list is kept on the job instance, which belongs to one request.
+        """
+        if not hasattr(obj, "admin_first_calls"):
+            obj.admin_first_calls = list(
+                obj.calls.order_by("created_at", "id")[:CALLS_SHOWN_ON_JOB]
+            )
+        return obj.admin_first_calls
+
     @admin.display(description=f"first {CALLS_SHOWN_ON_JOB} calls")
     def call_table(self, obj):
-        names = [name for name, _label in CALL_COLUMNS]
-        calls = obj.calls.order_by("created_at").values_list("id", *names)[
-            :CALLS_SHOWN_ON_JOB
-        ]
         header = format_html_join(
             "", "<th>{}</th>", ((label,) for _name, label in CALL_COLUMNS)
         )
         rows = format_html_join(
             "",
             "<tr>{}</tr>",
-            ((self._call_cells(call),) for call in calls),
+            ((self._call_cells(call),) for call in self._first_calls(obj)),
         )
         return format_html(
-            "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+            '<table id="job-calls" class="w-full text-sm"><thead><tr>{}</tr>'
+            "</thead><tbody>{}</tbody></table>",
             header,
             rows,
         )
 
-    def _call_cells(self, call):
-        call_id, *values = call
-        cells = [
-            display_for_value(value, self.get_empty_value_display()) for value in values
-        ]
-        first = format_html("<td>{}</td>", change_link(LLMCall, call_id, cells[0]))
-        rest = format_html_join("", "<td>{}</td>", ((cell,) for cell in cells[1:]))
+    def _call_cells(self, call: LLMCall):
+        values = []
+        for name, _label in CALL_COLUMNS:
+            if name == "margin":
+                value = call.client_cost_usd - call.provider_cost_usd
+            else:
+                value = getattr(call, name)
+            values.append(display_for_value(value, self.get_empty_value_display()))
+        first = format_html("<td>{}</td>", change_link(LLMCall, call.pk, values[0]))
+        rest = format_html_join("", "<td>{}</td>", ((cell,) for cell in values[1:]))
         return format_html("{}{}", first, rest)
+
+    @admin.display(description="request and response bodies")
+    def call_bodies(self, obj):
+        """Show the stored bodies of the first calls, kept only with STORE_CALL_BODIES on."""
+        calls = [
+            call
+            for call in self._first_calls(obj)
+            if call.request_data is not None or call.response_data is not None
+        ]
+        if not calls:
+            return (
+                "No bodies stored (STORE_CALL_BODIES is off, or the calls predate it)."
+            )
+        return format_html_join(
+            "",
+            '<details class="call-body mb-2" data-call="{}"><summary>{} {}</summary>'
+            "<p>Request</p><pre>{}</pre><p>Response</p><pre>{}</pre></details>",
+            (
+                (
+                    call.pk,
+                    call.alias,
+                    call.pk,
+                    pretty_json(call.request_data),
+                    pretty_json(call.response_data),
+                )
+                for call in calls
+            ),
+        )
+
+
+def pretty_json(value) -> str:
+    if value is None:
+        return "-"
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 class ProviderFilter(admin.SimpleListFilter):
@@ -223,7 +316,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(LLMCall)
-class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, admin.ModelAdmin):
+class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, ModelAdmin):
     """Admin of LLM calls, the usage record, which is read-only here."""
 
     list_display = (
@@ -238,9 +331,16 @@ class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, admin.ModelAdmin):
         "provider_cost_usd",
         "client_cost_usd",
         "latency_ms",
+        "attempt_count",
         "error_code",
     )
-    list_filter = (ProviderFilter, OutcomeFilter, "created_at")
+    list_filter = (
+        ProviderFilter,
+        OutcomeFilter,
+        TeamFilter,
+        ("created_at", CreatedDayFilter),
+    )
+    list_filter_submit = True
     search_fields = (
         "team__id__exact",
         "alias__exact",
@@ -252,6 +352,7 @@ class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, admin.ModelAdmin):
     raw_id_fields = ("job", "team", "organization")
     ordering = ("-created_at",)
     show_full_result_count = False
+    paginator = NoCountPaginator
 
     def get_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

@@ -629,3 +629,34 @@ def _teams_low_on_credits() -> list[dict]:
         }
         for team in teams
     ]
+
+
+def daily_usage(*, organization_id: str | None = None, days: DayRange) -> list[dict]:
+    """Return spend, provider cost and calls per UTC day of ``days``, oldest first.
+
+    Every day of the range is listed, with zeros on days without calls, so
+    charts have one point per day. Counts the whole platform, or one
+    organization's calls. ``days`` must be closed at both ends. One query.
+    """
+    calls = LLMCall.objects.filter(**days.lookups())
+    if organization_id is not None:
+        calls = calls.filter(organization_id=organization_id)
+    return fill_missing_days(_daily_spend(calls), days)
+
+
+def fill_missing_days(rows: list[dict], days: DayRange) -> list[dict]:
+    """Return the ``_daily_spend`` rows with a zero row for each day without calls."""
+    by_day = {row["date"]: row for row in rows}
+    result = []
+    day = days.first
+    while day <= days.last:
+        zero = {"date": day, "spend": money(0), "provider_cost": money(0), "calls": 0}
+        result.append(by_day.get(day, zero))
+        day += timedelta(days=1)
+    return result
+
+
+def last_days(now: datetime, count: int) -> DayRange:
+    """Return the ``count`` whole UTC days that end with ``now``'s day."""
+    last = now.astimezone(UTC).date()
+    return DayRange(last - timedelta(days=count - 1), last)
