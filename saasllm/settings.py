@@ -89,6 +89,10 @@ if not ALLOWED_HOSTS:
     ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 INSTALLED_APPS = [
+    # The admin's theme. Its templates must come before Django's admin. The
+    # basic config leaves admin.site to AuditAdminConfig below.
+    "unfold.apps.BasicAppConfig",
+    "unfold.contrib.filters",
     # Django's admin, with a site that rate limits failed logins.
     "audit.apps.AuditAdminConfig",
     "django.contrib.auth",
@@ -109,6 +113,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that its timing, request id and log line cover every response.
+    "saasllm.middleware.observe_requests",
     "corsheaders.middleware.CorsMiddleware",
     "saasllm.middleware.reject_nul_in_path",
     "django.middleware.security.SecurityMiddleware",
@@ -310,6 +316,22 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# The Django admin's theme (django-unfold). Every asset it loads is served
+# from /static/ by the app itself; see saasllm/urls.py.
+UNFOLD = {
+    "SITE_TITLE": "saasllm admin",
+    "SITE_HEADER": "saasllm",
+    "SITE_SUBHEADER": "LLM gateway administration",
+    "SITE_SYMBOL": "hub",
+    "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "jobs.admin_dashboard.dashboard_callback",
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": True,
+        "navigation": "audit.navigation.sidebar_navigation",
+    },
+}
+
 # Failed Django admin logins allowed per username and per client address
 # within the window before further attempts get 429.
 ADMIN_LOGIN_FAILURES_PER_USERNAME = env_int(
@@ -321,6 +343,10 @@ ADMIN_LOGIN_FAILURES_PER_ADDRESS = env_int(
 ADMIN_LOGIN_FAILURE_WINDOW_MINUTES = env_int(
     "ADMIN_LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1
 )
+
+# /metrics requires MASTER_KEY unless this opens it, for a scraper on a
+# private network that cannot send credentials.
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", default=False)
 
 # Jobs left open longer than this are closed as failed by `expire_jobs`.
 JOB_TTL_HOURS = env_float("JOB_TTL_HOURS", 24.0, minimum=0.01)
@@ -341,14 +367,26 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}."
     )
+# "json" writes one JSON object per log record, "text" one readable line.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json").lower()
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "saasllm.observability.RequestIdFilter"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"()": "saasllm.logformat.TextFormatter"},
+        "json": {"()": "saasllm.logformat.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -4,7 +4,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.cache import cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from saasllm import health
+from saasllm import health, metrics
 
 handler400 = "saasllm.errors.bad_request"
 handler403 = "saasllm.errors.permission_denied"
@@ -29,6 +29,8 @@ urlpatterns = [
     ),
     path("health", health.health, name="health"),
     path("healthz", health.health, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     # Reports come first: their /api/jobs/teams/... paths would otherwise be
     # read as job ids by the job API's patterns.
     path("", include("jobs.report_urls")),
@@ -36,4 +38,6 @@ urlpatterns = [
     path("", include("jobs.urls")),
     path("", include("teams.urls")),
     path("", include("catalog.urls")),
+    # The OpenAI-compatible API, for clients built for OpenAI's SDKs.
+    path("", include("jobs.openai_urls")),
 ]
