@@ -20,7 +20,7 @@ bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}
 # instances, migrations and operators. settings.py reads the same variables,
 # and system check saasllm.W001 warns when the product exceeds 25.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "saasllm.workers.GatewayWorker"
 
 # Seconds a worker may go without a heartbeat before the arbiter restarts it.
 # The uvicorn worker sends heartbeats from its event loop, so a long provider
@@ -28,10 +28,15 @@ worker_class = "uvicorn_worker.UvicornWorker"
 # includes importing litellm, which takes a few seconds.
 timeout = 60
 
-# Seconds that in-flight requests get to finish after SIGTERM (deploys,
-# restarts). A provider call may take PROVIDER_TIMEOUT_SECONDS, so allow that
-# plus a margin before the workers are killed.
-graceful_timeout = int(float(os.environ.get("PROVIDER_TIMEOUT_SECONDS", "60"))) + 15
+# After SIGTERM (deploys, restarts) calls in flight get SHUTDOWN_GRACE_SECONDS
+# to finish (PROVIDER_TIMEOUT_SECONDS + 15 by default, as in settings.py).
+# Then the gateway records the calls still waiting as failed and answers
+# them, and 5 seconds later the arbiter kills the workers.
+_grace = float(
+    os.environ.get("SHUTDOWN_GRACE_SECONDS")
+    or float(os.environ.get("PROVIDER_TIMEOUT_SECONDS", "60")) + 15
+)
+graceful_timeout = int(_grace) + 5
 
 # Seconds an idle keep-alive connection stays open. This is longer than the
 # 60-second idle timeout of an AWS Application Load Balancer by default, so

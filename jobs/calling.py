@@ -28,7 +28,7 @@ from catalog.providers.sse import encode_event
 from jobs import services
 from jobs.serializers import LLMCallSerializer
 from jobs.services import CallContext, CallOutcome
-from saasllm import metrics, observability
+from saasllm import metrics, observability, shutdown
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -62,9 +62,10 @@ async def call_provider(
     started = time.monotonic()
     metrics.calls_in_flight.inc()
     try:
-        result, routed = await complete_routed(
-            context.candidates, messages, params, complete_chat
-        )
+        with shutdown.provider_wait():
+            result, routed = await complete_routed(
+                context.candidates, messages, params, complete_chat
+            )
     except RoutingFailed as failed:
         record_provider_wait(context, started, failed.error.code)
         return CallOutcome(
@@ -73,6 +74,12 @@ async def call_provider(
             served_by=failed.candidate,
             attempts=failed.attempts,
         )
+    except asyncio.CancelledError:
+        if shutdown.absorb_cancellation():
+            return stopped_outcome(context, started)
+        record_provider_wait(context, started, "cancelled")
+        await _abandon(context)
+        raise
     except BaseException:
         record_provider_wait(context, started, "cancelled")
         await _abandon(context)
@@ -85,6 +92,17 @@ async def call_provider(
         result=result,
         served_by=routed.candidate,
         attempts=routed.attempts,
+    )
+
+
+def stopped_outcome(context: CallContext, started: float, **fields) -> CallOutcome:
+    """Return the failed outcome of a call that shutdown cancelled."""
+    record_provider_wait(context, started, shutdown.GatewayShutdown.code)
+    return CallOutcome(
+        latency_ms=elapsed_ms(started),
+        error=shutdown.GatewayShutdown(),
+        served_by=context.candidates[0],
+        **fields,
     )
 
 
@@ -123,9 +141,10 @@ async def open_stream(
     """
     started = time.monotonic()
     try:
-        first, chunks, routed = await open_routed_stream(
-            context.candidates, messages, params, stream_chat
-        )
+        with shutdown.provider_wait():
+            first, chunks, routed = await open_routed_stream(
+                context.candidates, messages, params, stream_chat
+            )
     except RoutingFailed as failed:
         record_provider_wait(context, started, failed.error.code)
         return CallOutcome(
@@ -135,6 +154,12 @@ async def open_stream(
             attempts=failed.attempts,
             streamed=True,
         )
+    except asyncio.CancelledError:
+        if shutdown.absorb_cancellation():
+            return stopped_outcome(context, started, streamed=True)
+        record_provider_wait(context, started, "cancelled")
+        await _abandon(context)
+        raise
     except BaseException:
         record_provider_wait(context, started, "cancelled")
         await _abandon(context)
@@ -249,7 +274,8 @@ async def relay_stream(
                 yield encode_event(formatter.chunk(chunk))
             waited = time.monotonic()
             try:
-                chunk = await anext(opened.chunks)
+                with shutdown.provider_wait():
+                    chunk = await anext(opened.chunks)
             except StopAsyncIteration:
                 break
             finally:
@@ -257,6 +283,22 @@ async def relay_stream(
     except ProviderError as error:
         outcome_recorded = True
         error_code = error.code
+        await finish(outcome(error=error))
+        yield error_event(error)
+        return
+    except asyncio.CancelledError:
+        if not shutdown.absorb_cancellation():
+            error_code = "cancelled"
+            if not outcome_recorded:
+                outcome_recorded = True
+                await opened.chunks.aclose()
+                await asyncio.shield(finish(outcome(client_disconnected=True)))
+            raise
+        # Shutdown ended the stream: record it as failed and tell the client.
+        error = shutdown.GatewayShutdown()
+        error_code = error.code
+        outcome_recorded = True
+        await opened.chunks.aclose()
         await finish(outcome(error=error))
         yield error_event(error)
         return

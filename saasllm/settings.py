@@ -353,6 +353,12 @@ JOB_TTL_HOURS = env_float("JOB_TTL_HOURS", 24.0, minimum=0.01)
 
 # Provider calls.
 PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+# Seconds that calls in flight get to finish after SIGTERM. Calls still
+# waiting on a provider then are recorded as failed (gateway_shutdown).
+# gunicorn.conf.py reads the same variable with the same default.
+SHUTDOWN_GRACE_SECONDS = env_float(
+    "SHUTDOWN_GRACE_SECONDS", PROVIDER_TIMEOUT_SECONDS + 15, minimum=0.1
+)
 # Request and response bodies of calls hold end users' text; keep them only
 # when the operator opts in.
 STORE_CALL_BODIES = env_bool("STORE_CALL_BODIES", default=False)

@@ -126,6 +126,13 @@ def gunicorn_gateway(**env):
 
     ``env`` adds or overrides environment variables of the server process.
     """
+    with gunicorn_process(**env) as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def gunicorn_process(**env):
+    """Like ``gunicorn_gateway``, yielding the URL and the master's Popen."""
     port = free_port()
     process_env = {
         **os.environ,
@@ -150,9 +157,10 @@ def gunicorn_gateway(**env):
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(base_url, process)
-        yield base_url
+        yield base_url, process
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
