@@ -207,6 +207,18 @@ def delete_model_alias(
     Past calls keep the alias name as text, so their history stays intact.
     """
     _record_deletion(actor, "alias.delete", model_alias, ALIAS_AUDIT_FIELDS)
+    # No alias may keep falling back to one that no longer exists.
+    # The catalog is small, and JSON containment lookups differ between
+    # PostgreSQL and SQLite, so the fallback lists are read here.
+    for other in ModelAlias.objects.exclude(pk=model_alias.pk).select_for_update():
+        if model_alias.alias not in other.fallbacks:
+            continue
+        before = _stored_values(other, ALIAS_AUDIT_FIELDS)
+        other.fallbacks = [
+            name for name in other.fallbacks if name != model_alias.alias
+        ]
+        other.save(update_fields=["fallbacks", "updated_at"])
+        _record_change(actor, "alias.update", other, before, ALIAS_AUDIT_FIELDS)
     model_alias.delete()
     logger.info("Deleted model alias %s", model_alias.alias)
 

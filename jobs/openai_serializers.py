@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from jobs.serializers import LLMCallSerializer, Usage
+from jobs.serializers import MAX_COMPLETION_TOKENS, LLMCallSerializer, Usage
 
 
 class ChatCompletionSerializer(LLMCallSerializer):
@@ -23,6 +23,7 @@ class ChatCompletionSerializer(LLMCallSerializer):
     max_completion_tokens = serializers.IntegerField(
         required=False,
         min_value=1,
+        max_value=MAX_COMPLETION_TOKENS,
         help_text="Sent to the provider as max_tokens; it wins when both are sent.",
     )
     n = serializers.IntegerField(required=False, help_text="Only 1 is supported.")

@@ -4,6 +4,9 @@ from rest_framework import serializers
 
 from jobs.models import Job
 
+# Far above any model's output limit, and small enough that cost estimates
+# stay within the database's decimal precision.
+MAX_COMPLETION_TOKENS = 10_000_000
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 RESPONSE_FORMAT_TYPES = {"text", "json_object", "json_schema"}
 # Optional OpenAI parameters passed to the provider when, and only when, the
@@ -120,7 +123,9 @@ class LLMCallSerializer(serializers.Serializer):
     messages = MessageSerializer(many=True, allow_empty=False, max_length=1000)
     purpose = serializers.CharField(required=False, allow_blank=True, max_length=200)
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    max_tokens = serializers.IntegerField(required=False, min_value=1)
+    max_tokens = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_COMPLETION_TOKENS
+    )
     top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
     stop = StopField(required=False)
     frequency_penalty = serializers.FloatField(

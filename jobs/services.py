@@ -104,6 +104,8 @@ class CallContext:
     rate_limit: ratelimit.RateLimitState | None = None
     slot: ratelimit.SlotLease | None = None
     reservation: Decimal = Decimal(0)
+    # True for the job that create-and-call opened for this one call.
+    single_call: bool = False
 
     @property
     def team(self) -> Team:
@@ -266,6 +268,7 @@ def prepare_single_call(
             rate_limit=rate_limit,
             slot=slot,
             reservation=reservation,
+            single_call=True,
         )
     finally:
         release_connection()
@@ -489,10 +492,21 @@ def _finish_call(context: CallContext, *, accrued: Decimal, call_metadata: dict 
 
 
 def abandon_call(*, context: CallContext) -> None:
-    """Take a call that ended without a result (cancelled, crashed) out of flight."""
+    """Take a call that ended without a result (cancelled, crashed) out of flight.
+
+    A one-call job closes as failed, at no charge, because its client never
+    learned the job's id and so cannot close it.
+    """
     try:
         with transaction.atomic():
             _finish_call(context, accrued=Decimal(0), call_metadata=None)
+        if context.single_call:
+            complete_job(
+                team=context.team,
+                job_id=context.job.id,
+                status=Job.Status.FAILED,
+                error_message="The client disconnected before the reply started.",
+            )
     finally:
         ratelimit.release_call_slot(context.slot)
         release_connection()

@@ -362,6 +362,12 @@ SHUTDOWN_GRACE_SECONDS = env_float(
 # Request and response bodies of calls hold end users' text; keep them only
 # when the operator opts in.
 STORE_CALL_BODIES = env_bool("STORE_CALL_BODIES", default=False)
+# Import litellm when a worker starts instead of on its first Anthropic,
+# Gemini, Vertex AI, Bedrock or Cohere call. The import takes seconds and
+# blocks the worker's event loop, so done lazily it stalls every call the
+# worker is serving at that moment. Turn it off to save about 280 MB per
+# worker when no alias uses those providers.
+PRELOAD_LITELLM = env_bool("PRELOAD_LITELLM", default=True)
 
 # litellm downloads its price map at import unless this setting selects the
 # bundled copy.

@@ -12,3 +12,5 @@ os.environ.setdefault("MASTER_KEY", "sk-admin-test-master-key-0123456789")
 os.environ.setdefault("ENCRYPTION_KEY", "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0wMDA=")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("DEBUG", "false")
+# Test servers start often; the tests that call litellm import it themselves.
+os.environ.setdefault("PRELOAD_LITELLM", "false")

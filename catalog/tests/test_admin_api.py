@@ -913,3 +913,22 @@ def test_alias_fallbacks_validated(api, alias, fallbacks, message):
     assert response.status_code == 422
     assert message in response.json()["errors"]["fallbacks"]
     assert not ModelAlias.objects.filter(alias="chat-primary").exists()
+
+
+def test_deleted_alias_leaves_fallback_lists(api, alias):
+    api(
+        "post",
+        "/api/models/create",
+        {
+            "model_alias": "chat-primary",
+            "display_name": "Primary",
+            "provider": "openai",
+            "actual_model": "gpt-4o",
+            "fallbacks": ["chat-fast"],
+        },
+    )
+
+    response = api("delete", "/api/models/chat-fast")
+
+    assert response.status_code == 200
+    assert ModelAlias.objects.get(alias="chat-primary").fallbacks == []

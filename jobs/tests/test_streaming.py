@@ -539,3 +539,41 @@ def test_provider_stalling_mid_stream_times_out(server, team, stream_alias):
     assert call.error_code == "provider_timeout"
     assert call.completion_tokens >= 1
     assert Job.objects.get(pk=job_id).calls_in_flight == 0
+
+
+def test_disconnect_before_first_chunk_fails_single_call_job(
+    server, team, stream_alias
+):
+    import httpx
+
+    stream_alias("slow-3")
+
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            server + "/api/jobs/create-and-call-stream",
+            json={**call_body(), "job_type": "story"},
+            headers={"Authorization": f"Bearer {team.key}"},
+            timeout=0.5,
+        )
+
+    job = wait_for(lambda: Job.objects.filter(team_id=team.id, status="failed").first())
+    assert job.credits_charged == 0
+    assert job.calls_in_flight == 0
+    balance = Team.objects.get(pk=team.id)
+    assert balance.credits_held == 0
+    assert balance.credits_used == 0
+
+
+def test_huge_max_tokens_rejected(server, team, stream_alias):
+    stream_alias("fake-gpt-small")
+    job_id = create_job(server, team)
+
+    reply = stream_post(
+        server,
+        f"/api/jobs/{job_id}/llm-call-stream",
+        call_body(max_tokens=10**22),
+        team.key,
+    )
+
+    assert reply.status == 422
+    assert b"max_tokens" in reply.body
