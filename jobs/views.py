@@ -156,8 +156,20 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
         return Response(presenters.call_response(call, outcome.result))
 
 
+class JobIdHeaderMixin:
+    """Send the id of the job a request opened in ``X-Job-ID``, errors included."""
+
+    job_id: str | None = None
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.job_id is not None:
+            response["X-Job-ID"] = self.job_id
+        return response
+
+
 @extend_schema(tags=["jobs"])
-class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
+class CreateAndCallView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
     """Create a job, make its one call, and complete and charge it in one request."""
 
     @extend_schema(
@@ -176,6 +188,7 @@ class CreateAndCallView(TeamRateLimitMixin, AsyncAPIView):
             size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
+        self.job_id = str(context.job.id)
 
         outcome = await calling.call_provider(
             context, data["messages"], serializer.provider_params()
@@ -266,7 +279,7 @@ class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
 
 
 @extend_schema(tags=["jobs"])
-class CreateAndCallStreamView(TeamRateLimitMixin, AsyncAPIView):
+class CreateAndCallStreamView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
     """Create a job and stream its one call; the job closes when the stream ends.
 
     The job's id is in the ``X-Job-ID`` header. After the last chunk the job
@@ -293,6 +306,7 @@ class CreateAndCallStreamView(TeamRateLimitMixin, AsyncAPIView):
             size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
+        self.job_id = str(context.job.id)
         finish_job = sync_to_async(services.finish_single_call)
         fields = {
             "purpose": data.get("purpose", ""),

@@ -389,6 +389,7 @@ def test_single_call_failure_before_first_chunk(server, team, stream_alias):
 
     assert reply.status == 502
     job = Job.objects.get(team_id=team.id)
+    assert reply.headers["x-job-id"] == str(job.id)
     assert job.status == "failed"
     assert job.credits_charged == 0
     assert Team.objects.get(pk=team.id).credits_held == 0
