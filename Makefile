@@ -63,6 +63,11 @@ test: $(VENV)/.requirements-dev.stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+	@# The browser tests of the admin drive Debian's chromium package.
+	@test -x /usr/bin/chromium || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && \
+		$$sudo apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.requirements-dev.stamp
