@@ -29,6 +29,7 @@ from saasllm.admin_filters import (
 )
 from saasllm.admin_pages import (
     ChangedFieldsMixin,
+    FastChangeListMixin,
     NoCountPaginator,
     UuidSearchMixin,
     change_link,
@@ -81,6 +82,7 @@ class JobAdmin(
     UuidSearchMixin,
     AuditedAdminMixin,
     ChangedFieldsMixin,
+    FastChangeListMixin,
     ModelAdmin,
 ):
     list_display = (
@@ -110,6 +112,7 @@ class JobAdmin(
     ordering = ("-created_at",)
     show_full_result_count = False
     paginator = NoCountPaginator
+    list_per_page = 50
     actions_detail = ("refund_page",)
     fieldsets = (
         (
@@ -316,7 +319,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(LLMCall)
-class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, ModelAdmin):
+class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, FastChangeListMixin, ModelAdmin):
     """Admin of LLM calls, the usage record, which is read-only here."""
 
     list_display = (
@@ -353,6 +356,7 @@ class LLMCallAdmin(LinkedIdsMixin, UuidSearchMixin, ModelAdmin):
     ordering = ("-created_at",)
     show_full_result_count = False
     paginator = NoCountPaginator
+    list_per_page = 50
 
     def get_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

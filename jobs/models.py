@@ -70,6 +70,17 @@ class Job(models.Model):
         return self.status in self.OPEN_STATUSES
 
 
+# Columns of a call that the reports count and sum. "id" is there because
+# Count("id") reads it.
+TOTALS_COLUMNS = (
+    "id",
+    "error_code",
+    "total_tokens",
+    "client_cost_usd",
+    "provider_cost_usd",
+)
+
+
 class LLMCall(models.Model):
     """One provider request made inside a job.
 
@@ -122,13 +133,27 @@ class LLMCall(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [
-            models.Index(fields=["-created_at"], name="llmcall_created_idx"),
+            # The INCLUDE columns are the ones the dashboard and analytics
+            # reports sum, so PostgreSQL runs them as index-only scans.
+            models.Index(
+                fields=["-created_at"],
+                include=TOTALS_COLUMNS,
+                name="llmcall_created_totals_idx",
+            ),
             models.Index(fields=["job", "created_at"], name="llmcall_job_created_idx"),
             models.Index(
                 fields=["team", "-created_at"], name="llmcall_team_created_idx"
             ),
             models.Index(
-                fields=["organization", "-created_at"], name="llmcall_org_created_idx"
+                fields=["organization", "-created_at"],
+                include=(
+                    *TOTALS_COLUMNS,
+                    "team",
+                    "alias",
+                    "provider",
+                    "provider_model",
+                ),
+                name="llmcall_org_totals_idx",
             ),
         ]
         verbose_name = "LLM call"

@@ -33,6 +33,7 @@ from jobs.admin_dashboard import chart_data, percent
 from jobs.models import Job
 from saasllm.admin_pages import (
     ChangedFieldsMixin,
+    FastChangeListMixin,
     NoCountPaginator,
     ObjectPageMixin,
     ServiceAdminMixin,
@@ -319,7 +320,13 @@ class VirtualKeyInline(TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, ObjectPageMixin, ModelAdmin):
+class TeamAdmin(
+    AuditedAdminMixin,
+    ServiceAdminMixin,
+    ObjectPageMixin,
+    FastChangeListMixin,
+    ModelAdmin,
+):
     """Teams are created with ``create_team`` and changed with ``update_team``.
 
     Balances and status are read-only on the form. Balances change through
@@ -341,6 +348,9 @@ class TeamAdmin(AuditedAdminMixin, ServiceAdminMixin, ObjectPageMixin, ModelAdmi
     )
     list_filter = ("status", "budget_mode", "organization", "access_groups")
     list_select_related = ("organization",)
+    # Unfold renders each cell through templates, so the page time grows with
+    # rows times columns.
+    list_per_page = 50
     search_fields = ("id", "name", "organization__id", "organization__name")
     autocomplete_fields = ("organization", "access_groups")
     actions = (

@@ -32,7 +32,7 @@ LIST_QUERIES = {
     Group: 5,
 }
 # The dashboard, the pricing page and an organization's analytics page.
-PAGE_QUERIES = {"dashboard": 8, "pricing": 3, "analytics": 10}
+PAGE_QUERIES = {"dashboard": 7, "pricing": 3, "analytics": 10}
 
 
 @pytest.fixture
