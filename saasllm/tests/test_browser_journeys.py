@@ -37,10 +37,20 @@ pytestmark = [
         reason="Debian's chromium is not installed at /usr/bin/chromium; "
         "'make test' installs it with apt-get.",
     ),
-    # serialized_rollback restores the staff roles, which the migrations
-    # create and the flush after a transactional test deletes.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
+
+
+@pytest.fixture(autouse=True)
+def staff_roles(db):
+    """Create the staff roles, which a migration creates and the flush after
+    an earlier transactional test deletes."""
+    import importlib
+
+    from django.apps import apps
+
+    roles = importlib.import_module("audit.migrations.0002_create_roles")
+    roles.create_roles(apps, None)
 
 
 @pytest.fixture
