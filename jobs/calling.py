@@ -74,13 +74,9 @@ async def call_provider(
             served_by=failed.candidate,
             attempts=failed.attempts,
         )
-    except asyncio.CancelledError:
-        if shutdown.absorb_cancellation():
+    except BaseException as exc:
+        if is_shutdown(exc):
             return stopped_outcome(context, started)
-        record_provider_wait(context, started, "cancelled")
-        await _abandon(context)
-        raise
-    except BaseException:
         record_provider_wait(context, started, "cancelled")
         await _abandon(context)
         raise
@@ -93,6 +89,15 @@ async def call_provider(
         served_by=routed.candidate,
         attempts=routed.attempts,
     )
+
+
+def is_shutdown(exc: BaseException) -> bool:
+    """Return True when ``exc`` is the cancellation of the shutdown deadline.
+
+    The cancellation is then cleared, so the call path can record the call
+    and respond.
+    """
+    return isinstance(exc, asyncio.CancelledError) and shutdown.absorb_cancellation()
 
 
 def stopped_outcome(context: CallContext, started: float, **fields) -> CallOutcome:
@@ -137,7 +142,7 @@ async def open_stream(
     """Open a routed stream, retrying and falling back until a first chunk arrives.
 
     Returns the failed CallOutcome when no candidate got that far, so the
-    caller can record the call and answer with an ordinary error response.
+    caller can record the call and return an ordinary error response.
     """
     started = time.monotonic()
     try:
@@ -154,13 +159,9 @@ async def open_stream(
             attempts=failed.attempts,
             streamed=True,
         )
-    except asyncio.CancelledError:
-        if shutdown.absorb_cancellation():
+    except BaseException as exc:
+        if is_shutdown(exc):
             return stopped_outcome(context, started, streamed=True)
-        record_provider_wait(context, started, "cancelled")
-        await _abandon(context)
-        raise
-    except BaseException:
         record_provider_wait(context, started, "cancelled")
         await _abandon(context)
         raise
@@ -250,7 +251,6 @@ async def relay_stream(
     with its usage so far.
     """
     accumulator = StreamAccumulator()
-    outcome_recorded = False
     error_code = None
     metrics.calls_in_flight.inc()
 
@@ -281,35 +281,23 @@ async def relay_stream(
             finally:
                 observability.add_provider_time(time.monotonic() - waited)
     except ProviderError as error:
-        outcome_recorded = True
         error_code = error.code
         await finish(outcome(error=error))
         yield error_event(error)
         return
-    except asyncio.CancelledError:
-        if not shutdown.absorb_cancellation():
+    except BaseException as exc:
+        # Stop the provider first: its tokens now cost without a reader.
+        await opened.chunks.aclose()
+        if not is_shutdown(exc):
             error_code = "cancelled"
-            if not outcome_recorded:
-                outcome_recorded = True
-                await opened.chunks.aclose()
-                await asyncio.shield(finish(outcome(client_disconnected=True)))
+            await asyncio.shield(finish(outcome(client_disconnected=True)))
             raise
         # Shutdown ended the stream: record it as failed and tell the client.
         error = shutdown.GatewayShutdown()
         error_code = error.code
-        outcome_recorded = True
-        await opened.chunks.aclose()
         await finish(outcome(error=error))
         yield error_event(error)
         return
-    except BaseException:
-        error_code = "cancelled"
-        if not outcome_recorded:
-            outcome_recorded = True
-            # Stop the provider first: its tokens now cost without a reader.
-            await opened.chunks.aclose()
-            await asyncio.shield(finish(outcome(client_disconnected=True)))
-        raise
     finally:
         await opened.chunks.aclose()
         metrics.calls_in_flight.dec()
@@ -318,7 +306,6 @@ async def relay_stream(
         )
 
     final = outcome()
-    outcome_recorded = True
     trailing = await finish(final)
     if include_usage:
         usage = formatter.usage(
@@ -336,7 +323,7 @@ def event_stream_response(
     """Wrap server-sent events in a response that nothing along the way buffers."""
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
-    # nginx and similar proxies buffer responses unless told not to.
+    # nginx and similar proxies buffer responses unless this header is "no".
     response["X-Accel-Buffering"] = "no"
     for name, value in headers.items():
         response[name.replace("_", "-")] = value

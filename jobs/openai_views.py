@@ -27,7 +27,7 @@ from jobs.openai_serializers import (
     OpenAIErrorResponse,
 )
 from jobs.serializers import CreateJobSerializer, ServerSentEvent
-from jobs.views import TeamAPIView
+from jobs.views import JobIdHeaderMixin, TeamAPIView
 from saasllm.authentication import parse_bearer
 from saasllm.errors import NotFound, ValidationFailed, api_exception_handler
 from saasllm.ratelimit import TeamRateLimitMixin
@@ -110,22 +110,14 @@ def unknown_path(request, path: str) -> JsonResponse:
     return JsonResponse(body, status=404)
 
 
-class OpenAIErrorsMixin:
+class OpenAIErrorsMixin(JobIdHeaderMixin):
     """Render errors in OpenAI's shape and send the call's job id in ``X-Job-ID``.
 
     List it before the view's other bases.
     """
 
-    job_id: str | None = None
-
     def get_exception_handler(self):
         return openai_exception_handler
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if self.job_id is not None:
-            response["X-Job-ID"] = self.job_id
-        return response
 
 
 # Error statuses every /v1 endpoint can return, in OpenAI's error shape.
