@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -22,7 +23,7 @@ import uvicorn
 from django.db import connection
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT_SECONDS = 30
+STARTUP_TIMEOUT_SECONDS = 60
 
 
 def free_port() -> int:
@@ -142,33 +143,36 @@ def gunicorn_process(**env):
         "DATABASE_POOL_MAX_SIZE": "4",
         **env,
     }
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "saasllm.asgi:application",
-        ],
-        cwd=PROJECT_DIR,
-        env=process_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(base_url, process)
-        yield base_url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
+    # A file, not a pipe: nobody reads a pipe while the server runs, and once
+    # it is full the server's logging would block.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                "gunicorn.conf.py",
+                "saasllm.asgi:application",
+            ],
+            cwd=PROJECT_DIR,
+            env=process_env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        base_url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _wait_until_serving(base_url, process, log)
+            yield base_url, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _wait_until_serving(base_url: str, process: subprocess.Popen) -> None:
+def _wait_until_serving(base_url: str, process: subprocess.Popen, log) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -179,5 +183,7 @@ def _wait_until_serving(base_url: str, process: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     process.kill()
-    stderr = process.stderr.read().decode(errors="replace")[-2000:]
-    raise RuntimeError(f"The gateway did not start: {stderr}")
+    process.wait()
+    log.seek(0)
+    output = log.read().decode(errors="replace")[-2000:]
+    raise RuntimeError(f"The gateway did not start: {output}")

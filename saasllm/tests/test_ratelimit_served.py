@@ -6,7 +6,6 @@ limits hold however many workers or instances serve a team.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ if not apps.is_installed("ratelimits"):
 from catalog.models import ModelAlias
 from jobs.models import Job
 from ratelimits.models import CallSlot, RateLimitCounter
+from saasllm.test_servers import database_url, gunicorn_gateway
 from teams.models import Team
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -110,14 +110,6 @@ def wait_for_fresh_window(min_seconds_left: float = 5) -> None:
     seconds_left = 60 - time.time() % 60
     if seconds_left < min_seconds_left:
         time.sleep(seconds_left + 0.1)
-
-
-def shared_database_url() -> str:
-    settings_dict = connection.settings_dict
-    return (
-        f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:"
-        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
-    )
 
 
 def run_attempts(*, operation, team_id, limit, env, limiter_settings) -> list[int]:
@@ -233,7 +225,7 @@ def test_request_limit_across_processes_postgresql(organization):
         operation="request",
         team_id="acme-shared",
         limit=REQUEST_LIMIT,
-        env={"DATABASE_URL": shared_database_url()},
+        env={"DATABASE_URL": database_url()},
         limiter_settings={"REDIS_URL": ""},
     )
 
@@ -252,7 +244,7 @@ def test_slot_limit_across_processes_postgresql(organization):
         operation="slot",
         team_id="acme-shared",
         limit=SLOT_LIMIT,
-        env={"DATABASE_URL": shared_database_url()},
+        env={"DATABASE_URL": database_url()},
         limiter_settings={"REDIS_URL": ""},
     )
 
@@ -287,12 +279,6 @@ def test_slot_limit_across_processes_sqlite(sqlite_file):
 # A served gateway with five workers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def send(base_url, method, path, key, body=None):
     """Return the status, the headers and the JSON body of one request."""
     data = json.dumps(body).encode() if body is not None else None
@@ -323,59 +309,18 @@ class Gateway:
         return count
 
 
-def wait_until_healthy(process, base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base_url + "/healthz", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-
-    process.kill()
-    pytest.fail("gateway did not start: " + log_path.read_text()[-2000:])
-
-
 @pytest.fixture(params=["database", "redis"])
-def gateway(request, team, tmp_path):
+def gateway(request, team):
     """Serve the gateway with five gunicorn workers against the test database."""
     prefix = None
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": shared_database_url(),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "5",
-        "DATABASE_POOL_MAX_SIZE": "4",
-        "REDIS_URL": "",
-    }
+    env = {"WEB_CONCURRENCY": "5", "DATABASE_POOL_MAX_SIZE": "4", "REDIS_URL": ""}
     if request.param == "redis":
         prefix = request.getfixturevalue("redis_prefix")
         env["REDIS_URL"] = REDIS_URL
         env["RATE_LIMIT_KEY_PREFIX"] = prefix
 
-    # A file, not a pipe, so that a full pipe cannot block the server's logging.
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "-c",
-                "gunicorn.conf.py",
-                "saasllm.asgi:application",
-            ],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(process, base_url, log_path)
-
-    yield Gateway(base_url=base_url, redis_prefix=prefix)
-
-    process.terminate()
-    process.wait(timeout=30)
+    with gunicorn_gateway(**env) as base_url:
+        yield Gateway(base_url=base_url, redis_prefix=prefix)
 
 
 @requires_postgresql

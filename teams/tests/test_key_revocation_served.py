@@ -6,9 +6,6 @@ revoked through the admin API is rejected at once by all of them.
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +15,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from saasllm.test_servers import gunicorn_process
 
 pytestmark = [
     pytest.mark.skipif(
@@ -31,18 +30,11 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 WORKER_COUNT = 4
 BATCH_SIZE = 20
 MAX_BATCHES = 10
 # Linux's state code for an established TCP connection in /proc/net/tcp.
 TCP_ESTABLISHED = "01"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(base_url, method, path, headers, body=None):
@@ -112,47 +104,16 @@ def workers_with_database_connection(arbiter_pid: int) -> set[int]:
 @pytest.fixture
 def gateway(team):
     """Serve the gateway with four gunicorn workers against the test database."""
-    settings_dict = connection.settings_dict
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:"
-            f"{settings_dict['PORT']}/{settings_dict['NAME']}"
-        ),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(WORKER_COUNT),
-        "DATABASE_POOL_MAX_SIZE": "2",
-    }
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "saasllm.asgi:application",
-        ],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base_url + "/healthz", timeout=1).close()
-        except OSError:
+    with gunicorn_process(
+        WEB_CONCURRENCY=str(WORKER_COUNT), DATABASE_POOL_MAX_SIZE="2"
+    ) as (base_url, process):
+        # Every worker must serve before the test, so that each one is asked.
+        deadline = time.monotonic() + 60
+        while len(child_pids(process.pid)) < WORKER_COUNT:
+            if time.monotonic() > deadline:
+                pytest.fail("gunicorn did not start all its workers")
             time.sleep(0.1)
-            continue
-        if len(child_pids(process.pid)) == WORKER_COUNT:
-            break
-        time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("gateway did not start: " + process.stderr.read().decode()[-2000:])
-    yield base_url, process.pid
-    process.terminate()
-    process.wait(timeout=30)
+        yield base_url, process.pid
 
 
 def get_job_batch(base_url, job_id, key) -> list[int]:
