@@ -1,10 +1,12 @@
 """Middleware: an ASGI wrapper in front of Django, and Django middleware."""
 
+import asyncio
 import logging
 from functools import partial
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 
 from saasllm import metrics
@@ -21,6 +23,9 @@ request_logger = logging.getLogger("saasllm.requests")
 OVERHEAD_HEADER = "X-Gateway-Overhead-Ms"
 # Probes and scrapes arrive every few seconds. Their successful requests are
 # logged at DEBUG so that they do not drown the other lines.
+# The status logged for a client that closed its connection before the
+# response started, as nginx logs it.
+CLIENT_CLOSED_REQUEST = 499
 QUIET_ROUTES = frozenset({"health", "healthz", "readyz", "metrics"})
 
 
@@ -155,6 +160,16 @@ def observe_requests(get_response):
             context, token = start_observing(request)
             try:
                 response = await get_response(request)
+            except asyncio.CancelledError:
+                # The client went away before the response started.
+                record_request(
+                    request,
+                    HttpResponse(status=CLIENT_CLOSED_REQUEST),
+                    context,
+                    milliseconds(context.overhead_seconds()),
+                )
+                current_request.reset(token)
+                raise
             except BaseException:
                 current_request.reset(token)
                 raise

@@ -1,5 +1,6 @@
 """Streamed calls over real HTTP: relay, usage, charges and every way a stream ends."""
 
+import logging
 import time
 from decimal import Decimal
 from itertools import pairwise
@@ -543,10 +544,11 @@ def test_provider_stalling_mid_stream_times_out(server, team, stream_alias):
 
 
 def test_disconnect_before_first_chunk_fails_single_call_job(
-    server, team, stream_alias
+    server, team, stream_alias, caplog
 ):
     import httpx
 
+    caplog.set_level(logging.INFO, logger="saasllm.requests")
     stream_alias("slow-3")
 
     with pytest.raises(httpx.ReadTimeout):
@@ -563,6 +565,15 @@ def test_disconnect_before_first_chunk_fails_single_call_job(
     balance = Team.objects.get(pk=team.id)
     assert balance.credits_held == 0
     assert balance.credits_used == 0
+    lines = wait_for(
+        lambda: [
+            record
+            for record in caplog.records
+            if record.name == "saasllm.requests"
+            and record.route == "job-create-and-call-stream"
+        ]
+    )
+    assert [line.status for line in lines] == [499]
 
 
 def test_huge_max_tokens_rejected(server, team, stream_alias):
