@@ -30,8 +30,8 @@ timeout = 60
 
 # After SIGTERM (deploys, restarts) calls in flight get SHUTDOWN_GRACE_SECONDS
 # to finish (PROVIDER_TIMEOUT_SECONDS + 15 by default, as in settings.py).
-# Then the gateway records the calls still waiting as failed and answers
-# them, and 5 seconds later the arbiter kills the workers.
+# Then the gateway records the calls still waiting as failed and sends
+# their clients an error, and 5 seconds later the arbiter kills the workers.
 _grace = float(
     os.environ.get("SHUTDOWN_GRACE_SECONDS")
     or float(os.environ.get("PROVIDER_TIMEOUT_SECONDS", "60")) + 15

@@ -49,7 +49,7 @@ def route_for_alias(*, team: Team, alias: ModelAlias) -> list[Candidate]:
     """Return the candidates that can serve ``alias``: itself, then its fallbacks.
 
     Fallbacks are the alias's ``fallbacks`` that exist and are active, in
-    their order; the team needs no access group for them, because an
+    their order. The team needs no access group for them, because an
     administrator chose them for an alias the team may use. A candidate whose
     organization has no working credential for its provider is left out and
     logged for the operator. Raises ModelUnavailable (503) when none is left.

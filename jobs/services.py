@@ -93,7 +93,7 @@ class CallContext:
 
     ``alias`` is the alias the team requested; ``candidates`` are the aliases
     that may serve it, that one first and then its fallbacks, and ``prices``
-    holds each candidate's prices by alias name.
+    contains each candidate's prices by alias name.
     """
 
     key: VirtualKey
@@ -114,7 +114,7 @@ class CallContext:
 
 @dataclass
 class CallOutcome:
-    """How one call ended, as the call path hands it to ``record_call``.
+    """The end of one call, as the call path hands it to ``record_call``.
 
     ``served_by`` is the candidate that produced the reply, or the last one
     tried when every attempt failed. A stream whose client disconnected is

@@ -36,7 +36,7 @@ share no state:
   ``stream`` gets its connection closed at once.
 - ``flaky-<n>x<status>`` with any suffix (``flaky-2x503-retry-test``): the
   first ``n`` requests naming exactly that model get ``<status>``, later
-  ones answer normally. Counts are kept per server.
+  ones succeed. Counts are kept per server.
 - Any model name ending in ``-no-usage`` (``stream-5x10-no-usage``) behaves
   as the name without it, but its streams never report usage, as some
   OpenAI-compatible servers do.
@@ -752,7 +752,7 @@ class FakeProviderServer:
         self.port = port
         self.requests: list[ReceivedRequest] = []
         self.stream_endings: list[tuple[str, int, bool]] = []
-        # The most requests for each model that were in progress at once.
+        # The maximum number of requests for each model in progress at once.
         self.peak_concurrency: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -2,9 +2,9 @@
 
 On SIGTERM a worker stops accepting connections and lets calls in flight
 finish. Calls still waiting on a provider ``SHUTDOWN_GRACE_SECONDS`` later
-are cancelled here, so the call path can record them as failed, with the
-usage streamed so far, and return 503 ``gateway_shutdown`` (or end a stream
-with that error event) before the worker exits.
+are cancelled here. The call path then records them as failed, with the
+usage streamed so far, and returns 503 ``gateway_shutdown`` or ends a stream
+with that error event, before the worker exits.
 """
 
 import asyncio

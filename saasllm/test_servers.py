@@ -2,8 +2,8 @@
 
 ``ASGIServerThread`` serves the ASGI application with uvicorn in a thread of
 the test process, so it shares the test database on SQLite and PostgreSQL
-alike; tests that use it need ``django_db(transaction=True)`` so their data is
-committed. ``gunicorn_gateway`` starts gunicorn as the Procfile does, in its
+alike. Tests that use it need ``django_db(transaction=True)``, so that their
+data is committed. ``gunicorn_gateway`` starts gunicorn as the Procfile does, in its
 own process, against the test's PostgreSQL database.
 """
 
@@ -73,7 +73,7 @@ class ResponseRecorder:
 class ASGIServerThread:
     """uvicorn serving ``saasllm.asgi.application`` in a background thread.
 
-    ``recorder`` holds every response the server sent.
+    ``recorder`` contains every response the server sent.
     """
 
     def __init__(self):

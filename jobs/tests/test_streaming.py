@@ -128,8 +128,8 @@ def test_stream_relays_each_chunk_as_it_arrives(server, team, stream_alias):
     assert {chunk["model"] for chunk in chunks} == {"chat-stream"}
     assert len({chunk["id"] for chunk in chunks}) == 1
     assert chunks[-1]["usage"]["completion_tokens"] == 50
-    # The provider spaces its 50 chunks 20 ms apart (980 ms in all); chunks
-    # relayed as they arrive keep most of that spread, a buffered reply
+    # The provider spaces its 50 chunks 20 ms apart, 980 ms in all. Chunks
+    # relayed as they arrive keep most of that spread, but a buffered reply
     # arrives in one burst.
     arrivals = [event.arrived for event in reply.content_events]
     assert arrivals[-1] - arrivals[0] > 0.5
