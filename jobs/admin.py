@@ -20,6 +20,7 @@ from unfold.decorators import action as page_action
 
 from audit.admin import AuditedAdminMixin
 from catalog.models import Provider
+from catalog.pricing import COST_QUANTUM
 from jobs.models import Job, LLMCall
 from saasllm.admin_filters import (
     CreatedDayFilter,
@@ -36,8 +37,6 @@ from saasllm.admin_pages import (
     changelist_link,
 )
 from teams.models import Organization, Team
-
-USD_PRECISION = Decimal("0.0000000001")
 
 # A job page lists at most this many calls and links to the full list.
 CALLS_SHOWN_ON_JOB = 50
@@ -57,11 +56,12 @@ CALL_COLUMNS = (
     ("attempt_count", "attempts"),
     ("error_code", "error"),
 )
+USD_COLUMNS = {"provider_cost_usd", "client_cost_usd"}
 
 
-def as_usd(amount) -> Decimal:
-    """Return a summed USD amount at the precision of the cost columns."""
-    return Decimal(amount or 0).quantize(USD_PRECISION)
+def usd(amount) -> str:
+    """Format USD at the ten places the cost columns store, never as "0E-10"."""
+    return f"{Decimal(amount or 0).quantize(COST_QUANTUM):f}"
 
 
 class LinkedIdsMixin:
@@ -198,17 +198,17 @@ class JobAdmin(
                 client_cost=Sum("client_cost_usd"),
             )
         totals = obj.admin_call_totals
-        provider_cost = as_usd(totals["provider_cost"])
-        client_cost = as_usd(totals["client_cost"])
+        provider_cost = Decimal(totals["provider_cost"] or 0)
+        client_cost = Decimal(totals["client_cost"] or 0)
         return format_html(
             "{} calls ({} failed), {} tokens, provider cost {} USD, "
             "client cost {} USD, margin {} USD. {}",
             totals["calls"],
             totals["failed"],
             totals["tokens"] or 0,
-            provider_cost,
-            client_cost,
-            client_cost - provider_cost,
+            usd(provider_cost),
+            usd(client_cost),
+            usd(client_cost - provider_cost),
             changelist_link(LLMCall, "View all calls", job__id__exact=obj.pk),
         )
 
@@ -235,8 +235,11 @@ class JobAdmin(
             ((self._call_cells(call),) for call in self._first_calls(obj)),
         )
         return format_html(
+            # Thirteen columns are wider than the form: the table scrolls
+            # sideways inside its field instead of overflowing the page.
+            '<div class="overflow-x-auto max-w-full">'
             '<table id="job-calls" class="w-full text-sm"><thead><tr>{}</tr>'
-            "</thead><tbody>{}</tbody></table>",
+            "</thead><tbody>{}</tbody></table></div>",
             header,
             rows,
         )
@@ -245,7 +248,9 @@ class JobAdmin(
         values = []
         for name, _label in CALL_COLUMNS:
             if name == "margin":
-                value = call.client_cost_usd - call.provider_cost_usd
+                value = usd(call.client_cost_usd - call.provider_cost_usd)
+            elif name in USD_COLUMNS:
+                value = usd(getattr(call, name))
             else:
                 value = getattr(call, name)
             values.append(display_for_value(value, self.get_empty_value_display()))

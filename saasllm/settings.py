@@ -323,6 +323,9 @@ UNFOLD = {
     "SITE_HEADER": "saasllm",
     "SITE_SUBHEADER": "LLM gateway administration",
     "SITE_SYMBOL": "hub",
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": "/static/saasllm/favicon.svg"}
+    ],
     "SHOW_VIEW_ON_SITE": False,
     "DASHBOARD_CALLBACK": "jobs.admin_dashboard.dashboard_callback",
     "SIDEBAR": {

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import include, path, re_path
 from django.views.decorators.cache import cache_control
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from saasllm import health, metrics
@@ -19,6 +20,11 @@ urlpatterns = [
         r"^static/(?P<path>.*)$",
         cache_control(public=True, max_age=86400)(serve_static),
         {"insecure": True},
+    ),
+    # Browsers ask for /favicon.ico whatever the page's <link> says.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url="/static/saasllm/favicon.svg", permanent=True),
     ),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

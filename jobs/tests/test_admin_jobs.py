@@ -135,6 +135,16 @@ def test_job_page_without_bodies(superuser_client, team):
     assert "provider_error" in html
 
 
+def test_job_page_formats_zero_amounts(superuser_client, team):
+    job = create_job(team.team, calls=1)
+    job.calls.update(provider_cost_usd=0, client_cost_usd=0)
+
+    html = superuser_client.get(change_url(job)).content.decode()
+
+    assert "margin 0.0000000000 USD" in html
+    assert "0E-" not in html
+
+
 def test_job_refund_link_opens_team_refund(superuser_client, team):
     job = create_job(team.team)
 

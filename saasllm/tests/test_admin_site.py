@@ -654,3 +654,11 @@ def test_change_page_queries_do_not_grow(superuser_client, team, model, rows):
     many = count_queries(superuser_client, change_url(obj))
 
     assert many == few
+
+
+def test_favicon_served_by_the_app(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301
+    assert response["Location"] == "/static/saasllm/favicon.svg"
+    assert client.get(response["Location"]).status_code == 200
