@@ -52,6 +52,16 @@ socket.socket.connect = _guarded_connect
 socket.socket.connect_ex = _guarded_connect_ex
 
 
+# --- Log leak scan -----------------------------------------------------------
+# saasllm.log_scan captures every log line of the session, gunicorn servers'
+# included, and fails the run when one contains a virtual key, a provider
+# key, a prompt or a server secret. The provider keys of the fixtures below
+# start with log_scan.PROVIDER_KEY_MARKER ("sk-provider-"), which the scan
+# looks for even in keys that were never saved or sent.
+pytest_plugins = ["saasllm.log_scan"]
+# --- End of log leak scan ----------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def fake_provider():
     """A fake OpenAI-compatible and Anthropic provider on 127.0.0.1."""

@@ -15,6 +15,7 @@ from saasllm.observability import (
     REQUEST_ID_HEADER,
     RequestContext,
     current_request,
+    redact_keys,
     request_id_from_header,
 )
 
@@ -250,7 +251,8 @@ def record_request(request, response, context: RequestContext, overhead_ms: floa
             "request_id": context.request_id,
             "method": request.method,
             "route": route,
-            "path": request.path,
+            # A client may put a whole key in the URL instead of its prefix.
+            "path": redact_keys(request.path),
             "status": response.status_code,
             "duration_ms": duration_ms,
             "overhead_ms": overhead_ms,

@@ -27,6 +27,12 @@ REQUEST_ID_MAX_LENGTH = 128
 # Visible ASCII only: no spaces, control characters or line breaks, so a
 # client's id cannot forge or split a log line in the text format.
 REQUEST_ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{REQUEST_ID_MAX_LENGTH}}}")
+# "sk-" and more than a key prefix's 8 characters: a whole virtual key, or
+# another secret such as the master key, that a client put in a URL. A key
+# prefix ("sk-ab12cd34") and a key display ("sk-ab12cd34...wxyz") do not match,
+# nor do words that end in "sk" ("risk-assessment").
+WHOLE_KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{9,}")
+REDACTED_KEY = "sk-[redacted]"
 
 
 @dataclass
@@ -116,6 +122,27 @@ def add_provider_time(seconds: float, request=None) -> None:
 def current_request_id() -> str | None:
     context = current_request.get()
     return context.request_id if context is not None else None
+
+
+def redact_keys(text: str) -> str:
+    """Replace each whole key in ``text`` with ``sk-[redacted]``."""
+    return WHOLE_KEY_PATTERN.sub(REDACTED_KEY, text)
+
+
+class RedactKeysFilter(logging.Filter):
+    """Replace whole keys in a record's message, such as Django's "Not Found: <path>".
+
+    The record's ``msg`` becomes the redacted message and its ``args`` are
+    cleared, so every handler writes the redacted text.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_keys(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = ()
+        return True
 
 
 class RequestIdFilter(logging.Filter):

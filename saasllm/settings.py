@@ -391,6 +391,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "saasllm.observability.RequestIdFilter"},
+        "redact_keys": {"()": "saasllm.observability.RedactKeysFilter"},
     },
     "formatters": {
         "text": {"()": "saasllm.logformat.TextFormatter"},
@@ -407,6 +408,9 @@ LOGGING = {
     "loggers": {
         "LiteLLM": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # Django logs the path of every 4xx and 5xx response, and a client
+        # may put a whole key in it.
+        "django.request": {"filters": ["redact_keys"]},
     },
 }
 

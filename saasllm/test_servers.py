@@ -22,6 +22,8 @@ from pathlib import Path
 import uvicorn
 from django.db import connection
 
+from saasllm.log_scan import capture_server_log
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_SECONDS = 60
 
@@ -133,7 +135,11 @@ def gunicorn_gateway(**env):
 
 @contextmanager
 def gunicorn_process(**env):
-    """Like ``gunicorn_gateway``, yielding the URL and the master's Popen."""
+    """Like ``gunicorn_gateway``, yielding the URL and the master's Popen.
+
+    Once the server has stopped, its stderr joins the test session's log
+    capture, which ``saasllm.log_scan`` scans for leaked secrets.
+    """
     port = free_port()
     process_env = {
         **os.environ,
@@ -170,6 +176,10 @@ def gunicorn_process(**env):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            log.seek(0)
+            capture_server_log(
+                log.read().decode(errors="replace"), f"gunicorn pid {process.pid}"
+            )
 
 
 def _wait_until_serving(base_url: str, process: subprocess.Popen, log) -> None:

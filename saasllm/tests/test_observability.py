@@ -27,6 +27,7 @@ from saasllm.observability import (
     add_provider_time,
     annotate,
     current_request,
+    redact_keys,
     request_id_from_header,
 )
 from saasllm.urls import urlpatterns as project_urlpatterns
@@ -307,6 +308,33 @@ def test_unmatched_path_logged_as_unmatched(client, logs):
     assert line["route"] == "unmatched"
     assert line["path"] == "/no/such/path"
     assert line["status"] == 404
+
+
+def test_whole_key_in_path_redacted(client, team, admin_headers, logs):
+    path = f"/api/teams/{team.id}/keys/{team.key}/revoke"
+
+    response = client.post(path, **admin_headers)
+
+    assert response.status_code == 404
+    assert team.key not in logs.text
+    expected_path = f"/api/teams/{team.id}/keys/sk-[redacted]/revoke"
+    assert logs.request_lines()[-1]["path"] == expected_path
+    (not_found,) = [r for r in logs.records() if r["logger"] == "django.request"]
+    assert not_found["message"] == f"Not Found: {expected_path}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/keys/sk-ab12cd34/revoke", "/keys/sk-ab12cd34/revoke"),
+        ("/keys/sk-ab12cd34...wxyz", "/keys/sk-ab12cd34...wxyz"),
+        ("/teams/risk-assessment-team", "/teams/risk-assessment-team"),
+        ("/keys/sk-ab12cd34x/revoke", "/keys/sk-[redacted]/revoke"),
+        ("Bearer sk-admin-test-master-key", "Bearer sk-[redacted]"),
+    ],
+)
+def test_redact_keys(text, expected):
+    assert redact_keys(text) == expected
 
 
 @pytest.mark.urls(__name__)
