@@ -184,3 +184,24 @@ class ProviderCredential(models.Model):
     @property
     def has_api_key(self) -> bool:
         return bool(self.encrypted_api_key)
+
+
+class CatalogVersion(models.Model):
+    """The single row whose token changes with every change of the catalog.
+
+    Every gateway process caches aliases, access and credentials under the
+    token it read, and reloads them once the token differs (see
+    ``catalog.cache``). The token is random, not a counter: a database
+    rolled back (by a test) or restored from a backup returns to an old
+    token, and a counter would then reach the numbers that processes already
+    cached with other data.
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID)
+    token = models.UUIDField(default=uuid.uuid4)
+    changed_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"catalog version {self.token}"

@@ -5,8 +5,8 @@ import logging
 from django.conf import settings
 from django.db.models import QuerySet
 
-from catalog.crypto import DecryptionFailed, decrypt_secret
-from catalog.models import AccessGroup, ModelAlias, ProviderCredential
+from catalog.cache import CachedCredential, CatalogSnapshot, current_catalog
+from catalog.models import AccessGroup, ModelAlias
 from catalog.providers import ProviderTarget
 from catalog.providers.routing import Candidate, RetryPolicy
 from saasllm.errors import ApiError, Forbidden
@@ -30,13 +30,19 @@ def aliases_for_team(team: Team) -> QuerySet[ModelAlias]:
     ).distinct()
 
 
-def resolve_alias(*, team: Team, alias_name: str) -> ModelAlias:
+def resolve_alias(
+    *, team: Team, alias_name: str, catalog: CatalogSnapshot | None = None
+) -> ModelAlias:
     """Return the active alias if one of the team's active access groups grants it.
 
     An unknown alias and one the team may not use give the same 403, so a
-    team cannot probe the catalog.
+    team cannot probe the catalog. ``catalog`` defaults to the current one,
+    which costs a query to check.
     """
-    alias = aliases_for_team(team).filter(alias=alias_name).first()
+    catalog = catalog or current_catalog()
+    alias = None
+    if alias_name in catalog.team_alias_names(team.id):
+        alias = catalog.active_aliases().get(alias_name)
     if alias is None:
         raise Forbidden(
             f"The model '{alias_name}' is not available to this team.",
@@ -45,7 +51,9 @@ def resolve_alias(*, team: Team, alias_name: str) -> ModelAlias:
     return alias
 
 
-def route_for_alias(*, team: Team, alias: ModelAlias) -> list[Candidate]:
+def route_for_alias(
+    *, team: Team, alias: ModelAlias, catalog: CatalogSnapshot | None = None
+) -> list[Candidate]:
     """Return the candidates that can serve ``alias``: itself, then its fallbacks.
 
     Fallbacks are the alias's ``fallbacks`` that exist and are active, in
@@ -53,32 +61,23 @@ def route_for_alias(*, team: Team, alias: ModelAlias) -> list[Candidate]:
     administrator chose them for an alias the team may use. A candidate whose
     organization has no working credential for its provider is left out and
     logged for the operator. Raises ModelUnavailable (503) when none is left.
-    Runs two queries, or one when the alias has no fallbacks.
+    ``catalog`` defaults to the current one, which costs a query to check.
     """
-    names = [name for name in alias.fallbacks or [] if name != alias.alias]
+    catalog = catalog or current_catalog()
+    active = catalog.active_aliases()
     chain = [alias]
-    if names:
-        found = ModelAlias.objects.filter(
-            alias__in=names, status=ModelAlias.Status.ACTIVE
-        )
-        by_name = {fallback.alias: fallback for fallback in found}
-        for name in names:
-            if name in by_name:
-                chain.append(by_name[name])
-            else:
-                logger.warning(
-                    "Fallback alias %s of alias %s is missing or inactive; skipped",
-                    name,
-                    alias.alias,
-                )
-    credentials = {
-        credential.provider: credential
-        for credential in ProviderCredential.objects.filter(
-            organization_id=team.organization_id,
-            provider__in={entry.provider for entry in chain},
-            is_active=True,
-        )
-    }
+    for name in alias.fallbacks or []:
+        if name == alias.alias:
+            continue
+        if name in active:
+            chain.append(active[name])
+        else:
+            logger.warning(
+                "Fallback alias %s of alias %s is missing or inactive; skipped",
+                name,
+                alias.alias,
+            )
+    credentials = catalog.credentials(team.organization_id)
     candidates = []
     for entry in chain:
         target = _target_or_none(team, entry, credentials.get(entry.provider))
@@ -100,7 +99,7 @@ def route_for_alias(*, team: Team, alias: ModelAlias) -> list[Candidate]:
 
 
 def _target_or_none(
-    team: Team, alias: ModelAlias, credential: ProviderCredential | None
+    team: Team, alias: ModelAlias, credential: CachedCredential | None
 ) -> ProviderTarget | None:
     if credential is None:
         logger.error(
@@ -110,9 +109,7 @@ def _target_or_none(
             alias.alias,
         )
         return None
-    try:
-        api_key = decrypt_secret(credential.encrypted_api_key)
-    except DecryptionFailed:
+    if credential.api_key is None:
         logger.error(
             "Credential %s does not decrypt under ENCRYPTION_KEY (alias %s)",
             credential.id,
@@ -122,7 +119,7 @@ def _target_or_none(
     return ProviderTarget(
         provider=alias.provider,
         model=alias.provider_model,
-        api_key=api_key,
+        api_key=credential.api_key,
         api_base=credential.api_base,
         api_version=credential.api_version,
         timeout=alias.timeout_seconds or settings.PROVIDER_TIMEOUT_SECONDS,
@@ -131,9 +128,7 @@ def _target_or_none(
 
 def provider_target(*, team: Team, alias: ModelAlias) -> ProviderTarget:
     """Build the target for the alias alone, or raise ModelUnavailable (503)."""
-    credential = ProviderCredential.objects.filter(
-        organization_id=team.organization_id, provider=alias.provider, is_active=True
-    ).first()
+    credential = current_catalog().credentials(team.organization_id).get(alias.provider)
     target = _target_or_none(team, alias, credential)
     if target is None:
         raise ModelUnavailable()

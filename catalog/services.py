@@ -6,6 +6,12 @@ the same trail. ``actor`` is who made the change, None for the system.
 Unique-constraint violations become 409 ``already_exists`` here, so a race
 between two identical requests gives one success and one conflict instead
 of a server error.
+
+Each function starts by replacing the catalog token (``catalog.cache``), so
+every process drops its cached catalog once the change commits. That first
+statement also locks the token's row, so concurrent calls of these
+functions queue there before they lock any other row, which rules out
+deadlocks between them.
 """
 
 import logging
@@ -14,6 +20,7 @@ from collections.abc import Iterable
 from django.db import IntegrityError, transaction
 
 from audit.services import SECRET_MARKER, Actor, diff_values, record, snapshot
+from catalog.cache import bump_catalog_version
 from catalog.crypto import encrypt_secret
 from catalog.models import MAX_FALLBACKS, AccessGroup, ModelAlias, ProviderCredential
 from saasllm.errors import Conflict, ValidationFailed
@@ -113,6 +120,7 @@ def create_model_alias(
     ``routing`` holds the optional retry settings (``timeout_seconds``,
     ``max_retries``, ``retry_backoff_ms``) and ``fallbacks``.
     """
+    bump_catalog_version()
     _check_fields(routing, ROUTING_FIELDS, "create_model_alias")
     if "fallbacks" in routing:
         routing["fallbacks"] = validated_fallbacks(alias, routing["fallbacks"])
@@ -182,6 +190,7 @@ def update_model_alias(
     actor: Actor | str | None = None,
 ) -> ModelAlias:
     """Change an alias and, unless None, replace the groups that contain it."""
+    bump_catalog_version()
     _check_fields(fields, MODEL_ALIAS_FIELDS, "update_model_alias")
     if "fallbacks" in fields:
         fields = {
@@ -206,6 +215,7 @@ def delete_model_alias(
 
     Past calls keep the alias name as text, so their history stays intact.
     """
+    bump_catalog_version()
     _record_deletion(actor, "alias.delete", model_alias, ALIAS_AUDIT_FIELDS)
     # No alias may keep falling back to one that no longer exists.
     # The catalog is small, and JSON containment lookups differ between
@@ -232,6 +242,7 @@ def create_access_group(
     aliases: Iterable[ModelAlias] = (),
     actor: Actor | str | None = None,
 ) -> AccessGroup:
+    bump_catalog_version()
     try:
         group = AccessGroup.objects.create(
             name=name, display_name=display_name, description=description
@@ -257,6 +268,7 @@ def create_access_group(
 def update_access_group(
     *, group: AccessGroup, fields: dict, actor: Actor | str | None = None
 ) -> AccessGroup:
+    bump_catalog_version()
     _check_fields(fields, ACCESS_GROUP_FIELDS, "update_access_group")
     before = _stored_values(group, GROUP_AUDIT_FIELDS)
 
@@ -274,6 +286,7 @@ def set_access_group_aliases(
     actor: Actor | str | None = None,
 ) -> AccessGroup:
     """Replace the aliases of a group."""
+    bump_catalog_version()
     before = _stored_values(group, GROUP_AUDIT_FIELDS)
 
     group.aliases.set(aliases)
@@ -291,6 +304,7 @@ def delete_access_group(
 
     The group's row lock makes a concurrent delete of the same group wait.
     """
+    bump_catalog_version()
     group = AccessGroup.objects.select_for_update().get(pk=group.pk)
     team_ids = list(group.teams.order_by("id").values_list("id", flat=True))
     if team_ids:
@@ -330,6 +344,7 @@ def create_provider_credential(
     Raises 409 when the organization already has an active credential for
     the provider.
     """
+    bump_catalog_version()
     # The partial unique constraint credential_one_active_per_provider is the
     # only unique constraint besides the random primary key, so any
     # IntegrityError here is a second active credential.
@@ -377,6 +392,7 @@ def update_provider_credential(
     Raises 409 when activating it would give its organization two active
     credentials for one provider. ``action`` names the audit entry.
     """
+    bump_catalog_version()
     _check_fields(fields, CREDENTIAL_FIELDS, "update_provider_credential")
     before = _stored_values(credential, CREDENTIAL_AUDIT_FIELDS)
     if api_key is not None:
@@ -425,6 +441,7 @@ def set_provider_credential_active(
 def delete_provider_credential(
     *, credential: ProviderCredential, actor: Actor | str | None = None
 ) -> None:
+    bump_catalog_version()
     _record_deletion(actor, "credential.delete", credential, CREDENTIAL_AUDIT_FIELDS)
     credential.delete()
     logger.info("Deleted credential %s", credential.id)

@@ -12,17 +12,23 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, F, Q, Sum
 from django.utils import timezone
 
+from catalog.cache import current_catalog
 from catalog.models import ModelAlias
-from catalog.pricing import Prices, client_cost, prices_for_alias, provider_cost
+from catalog.pricing import Prices, client_cost, provider_cost
 from catalog.providers import ChatResult, ProviderError
 from catalog.providers.routing import Candidate
 from catalog.resolution import resolve_alias, route_for_alias
 from jobs.models import Job, LLMCall
 from saasllm import metrics, observability, ratelimit
 from saasllm.authentication import authenticate_key
+from saasllm.database import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    atomic_with_retry,
+    run_with_retry,
+)
 from saasllm.errors import Conflict, Forbidden, InsufficientCredits, NotFound
 from teams.models import Team, VirtualKey
 from teams.services import grow_hold, place_hold, settle_job
@@ -171,6 +177,40 @@ def estimate_call_credits(*, team: Team, prices: Prices, size: CallSize) -> Deci
     return cost * team.credits_per_dollar
 
 
+@dataclass(frozen=True)
+class Route:
+    """The alias a call requested, the candidates that may serve it and their prices.
+
+    ``prices`` maps each candidate's alias name to its prices, and
+    ``reservation`` is the most credits any candidate may cost for the call.
+    """
+
+    alias: ModelAlias
+    candidates: list[Candidate]
+    prices: dict[str, Prices]
+    reservation: Decimal
+
+
+def route_call(*, team: Team, alias_name: str, size: CallSize) -> Route:
+    """Resolve the alias, its candidates and their prices from the catalog cache.
+
+    Raises 403 ``model_not_allowed`` or 503 ``model_unavailable``. Runs one
+    query while this process's catalog cache is current.
+    """
+    catalog = current_catalog()
+    alias = resolve_alias(team=team, alias_name=alias_name, catalog=catalog)
+    observability.annotate(alias=alias.alias)
+    candidates = route_for_alias(team=team, alias=alias, catalog=catalog)
+    prices = {
+        candidate.alias: catalog.prices(candidate.context) for candidate in candidates
+    }
+    reservation = max(
+        estimate_call_credits(team=team, prices=candidate_prices, size=size)
+        for candidate_prices in prices.values()
+    )
+    return Route(alias, candidates, prices, reservation)
+
+
 def prepare_call(
     *, authorization: str | None, job_id, alias_name: str, size: CallSize = CallSize()
 ) -> CallContext:
@@ -179,33 +219,23 @@ def prepare_call(
         key = authenticate_key(authorization)
         rate_limit = ratelimit.check_request(key.team)
         job = get_job_for_team(team=key.team, job_id=job_id)
-        alias = resolve_alias(team=key.team, alias_name=alias_name)
-        observability.annotate(alias=alias.alias)
-        candidates = route_for_alias(team=key.team, alias=alias)
-        prices = {
-            candidate.alias: prices_for_alias(candidate.context)
-            for candidate in candidates
-        }
-        reservation = max(
-            estimate_call_credits(team=key.team, prices=candidate_prices, size=size)
-            for candidate_prices in prices.values()
-        )
+        route = route_call(team=key.team, alias_name=alias_name, size=size)
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
         try:
-            admit_call(team=key.team, job_id=job.id, reservation=reservation)
+            admit_call(team=key.team, job_id=job.id, reservation=route.reservation)
         except BaseException:
             ratelimit.release_call_slot(slot)
             raise
         return CallContext(
             key=key,
             job=job,
-            alias=alias,
-            candidates=candidates,
-            prices=prices,
+            alias=route.alias,
+            candidates=route.candidates,
+            prices=route.prices,
             rate_limit=rate_limit,
             slot=slot,
-            reservation=reservation,
+            reservation=route.reservation,
         )
     finally:
         release_connection()
@@ -234,40 +264,25 @@ def prepare_single_call(
         key = authenticate_key(authorization)
         rate_limit = ratelimit.check_request(key.team)
         check_team_id(team=key.team, team_id=new_job.team_id)
-        alias = resolve_alias(team=key.team, alias_name=alias_name)
-        observability.annotate(alias=alias.alias)
-        candidates = route_for_alias(team=key.team, alias=alias)
-        prices = {
-            candidate.alias: prices_for_alias(candidate.context)
-            for candidate in candidates
-        }
-        reservation = max(
-            estimate_call_credits(team=key.team, prices=candidate_prices, size=size)
-            for candidate_prices in prices.values()
-        )
+        route = route_call(team=key.team, alias_name=alias_name, size=size)
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
         try:
-            with transaction.atomic():
-                job = create_job(
-                    team=key.team,
-                    job_type=new_job.job_type,
-                    user_id=new_job.user_id,
-                    metadata=new_job.metadata,
-                )
-                admit_call(team=key.team, job_id=job.id, reservation=reservation)
+            job = open_single_call_job(
+                team=key.team, new_job=new_job, reservation=route.reservation
+            )
         except BaseException:
             ratelimit.release_call_slot(slot)
             raise
         return CallContext(
             key=key,
             job=job,
-            alias=alias,
-            candidates=candidates,
-            prices=prices,
+            alias=route.alias,
+            candidates=route.candidates,
+            prices=route.prices,
             rate_limit=rate_limit,
             slot=slot,
-            reservation=reservation,
+            reservation=route.reservation,
             single_call=True,
         )
     finally:
@@ -289,18 +304,38 @@ def finish_single_call(
     purpose: str = "",
     request_data: dict | None = None,
 ) -> tuple[LLMCall, "Completion"]:
-    """Record the single call and close its job: completed on success, else failed."""
+    """Record the single call and close its job: completed on success, else failed.
+
+    Both steps are retried through a short database outage (see
+    ``record_call``). Closing again a job that an earlier try closed
+    returns the same result without a second charge.
+    """
     call = record_call(
         context=context, outcome=outcome, purpose=purpose, request_data=request_data
     )
     error = outcome.error
-    try:
-        completion = complete_job(
+    status = Job.Status.FAILED if error else Job.Status.COMPLETED
+
+    def close_job(retried: bool) -> Completion:
+        return complete_job(
             team=context.team,
             job_id=context.job.id,
-            status=Job.Status.FAILED if error else Job.Status.COMPLETED,
+            status=status,
             error_message=error.message if error else "",
         )
+
+    try:
+        completion = run_with_retry(close_job, description=f"job {context.job.id}")
+    except DATABASE_UNAVAILABLE_ERRORS:
+        logger.error(
+            "Job %s of team %s was not closed as %s after its call %s was "
+            "recorded: the database was unavailable",
+            context.job.id,
+            context.team.id,
+            status,
+            call.id,
+        )
+        raise
     finally:
         release_connection()
     return call, completion
@@ -310,7 +345,63 @@ def _ceil_credits(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
+def call_limit_reached(team: Team) -> Conflict:
+    return Conflict(
+        f"The job has reached its limit of {team.max_calls_per_job} calls. "
+        "Complete it and start a new job.",
+        code="call_limit_reached",
+    )
+
+
+def hold_for_call(*, team: Team, credits: int) -> None:
+    """Grow the team's hold for a call in flight, or raise 402."""
+    try:
+        place_hold(team_id=team.id, credits=credits)
+    except InsufficientCredits:
+        raise InsufficientCredits(
+            "The team's available credits cannot cover another call in "
+            "this job. Complete the job, lower max_tokens or ask an "
+            "administrator for credits."
+        ) from None
+
+
 @transaction.atomic
+def open_single_call_job(
+    *, team: Team, new_job: NewJobRequest, reservation: Decimal
+) -> Job:
+    """Open a job with its one call already admitted, or raise 402 or 409.
+
+    Holds and checks the same as ``create_job`` followed by ``admit_call``,
+    in the same order and with the same errors, but writes the job once
+    instead of inserting, locking and updating it.
+    """
+    place_hold(team_id=team.id, credits=JOB_HOLD_CREDITS)
+    if team.max_calls_per_job < 1:
+        raise call_limit_reached(team)
+
+    credits_held, credits_reserved = JOB_HOLD_CREDITS, Decimal(0)
+    if team.budget_mode != Team.BudgetMode.JOB_BASED:
+        needed = _ceil_credits(reservation)
+        if needed > credits_held:
+            hold_for_call(team=team, credits=needed - credits_held)
+            credits_held = needed
+        credits_reserved = reservation
+
+    job = Job.objects.create(
+        team=team,
+        organization_id=team.organization_id,
+        job_type=new_job.job_type,
+        user_id=new_job.user_id,
+        metadata=new_job.metadata or {},
+        credits_held=credits_held,
+        credits_reserved=credits_reserved,
+        call_count=1,
+        calls_in_flight=1,
+    )
+    logger.info("Created job %s for team %s", job.id, team.id)
+    return job
+
+
 def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None:
     """Count one more call of an open job in flight, or raise 409 or 402.
 
@@ -320,7 +411,26 @@ def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None
     team that cannot cover it gets 402 before anything reaches the provider.
     A call that costs more than its reservation can overdraw the team by the
     excess, and no more.
+
+    A job-based team holds nothing per call, so one conditional UPDATE
+    admits the call. Only when it matches no row does the locked path run,
+    to raise the matching 409.
     """
+    if team.budget_mode == Team.BudgetMode.JOB_BASED:
+        admitted = Job.objects.filter(
+            pk=job_id,
+            status__in=Job.OPEN_STATUSES,
+            call_count__lt=team.max_calls_per_job,
+        ).update(
+            call_count=F("call_count") + 1, calls_in_flight=F("calls_in_flight") + 1
+        )
+        if admitted:
+            return
+    _admit_call_locked(team=team, job_id=job_id, reservation=reservation)
+
+
+@transaction.atomic
+def _admit_call_locked(*, team: Team, job_id, reservation: Decimal) -> None:
     job = Job.objects.select_for_update().get(pk=job_id)
     if not job.is_open:
         raise Conflict(
@@ -328,25 +438,14 @@ def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None
             code="job_closed",
         )
     if job.call_count >= team.max_calls_per_job:
-        raise Conflict(
-            f"The job has reached its limit of {team.max_calls_per_job} calls. "
-            "Complete it and start a new job.",
-            code="call_limit_reached",
-        )
+        raise call_limit_reached(team)
 
     update_fields = ["call_count", "calls_in_flight"]
     if team.budget_mode != Team.BudgetMode.JOB_BASED:
         needed = _ceil_credits(job.accrued_credits + job.credits_reserved + reservation)
         if needed > job.credits_held:
             growth = needed - job.credits_held
-            try:
-                place_hold(team_id=team.id, credits=growth)
-            except InsufficientCredits:
-                raise InsufficientCredits(
-                    "The team's available credits cannot cover another call in "
-                    "this job. Complete the job, lower max_tokens or ask an "
-                    "administrator for credits."
-                ) from None
+            hold_for_call(team=team, credits=growth)
             job.credits_held += growth
             update_fields.append("credits_held")
         job.credits_reserved += reservation
@@ -367,7 +466,10 @@ def record_call(
     """Store a finished call, successful or failed, and start the job if pending.
 
     The call's slot is released however this ends, and its tokens count
-    against the team's tokens_per_minute.
+    against the team's tokens_per_minute. The provider has already answered,
+    so the transaction is retried through a database outage of up to
+    DATABASE_RETRY_SECONDS. The call's id is fixed before the first try, so
+    a try whose COMMIT succeeded unacknowledged is found, not stored twice.
     """
     try:
         call = build_call(
@@ -376,14 +478,29 @@ def record_call(
             purpose=purpose,
             request_data=request_data,
         )
-        with transaction.atomic():
-            call.save(force_insert=True)
-            succeeded = outcome.error is None
-            _finish_call(
+        succeeded = outcome.error is None
+        accrued = call_credits(team=context.team, call=call) if succeeded else 0
+
+        def store(retried: bool) -> None:
+            _store_call(
                 context,
-                accrued=call_credits(team=context.team, call=call) if succeeded else 0,
+                call,
+                accrued=accrued,
                 call_metadata=call_metadata if succeeded else None,
+                retried=retried,
             )
+
+        try:
+            atomic_with_retry(store, description=f"call {call.id}")
+        except DATABASE_UNAVAILABLE_ERRORS:
+            logger.error(
+                "Call %s of job %s (team %s) was not recorded: the database "
+                "was unavailable",
+                call.id,
+                context.job.id,
+                context.team.id,
+            )
+            raise
         ratelimit.record_tokens(context.team, call.total_tokens)
         metrics.count_tokens(context.team.id, call.total_tokens)
         observability.annotate(tokens=call.total_tokens)
@@ -464,9 +581,30 @@ def call_credits(*, team: Team, call: LLMCall) -> Decimal:
     return Decimal(0)
 
 
-def _finish_call(context: CallContext, *, accrued: Decimal, call_metadata: dict | None):
-    """Take a finished call out of flight, accrue its credits, start the job."""
+def _store_call(
+    context: CallContext,
+    call: LLMCall,
+    *,
+    accrued: Decimal,
+    call_metadata: dict | None,
+    retried: bool,
+) -> None:
+    """Insert the call and update its job, unless an earlier try stored them.
+
+    The job's row is locked first, so a retry waits for a transaction of an
+    earlier try that the server is still committing, and then sees its call.
+    """
     job = Job.objects.select_for_update().get(pk=context.job.id)
+    if retried and LLMCall.objects.filter(pk=call.pk).exists():
+        return
+    _finish_call(context, job=job, accrued=accrued, call_metadata=call_metadata)
+    call.save(force_insert=True)
+
+
+def _finish_call(
+    context: CallContext, *, job: Job, accrued: Decimal, call_metadata: dict | None
+):
+    """Take a finished call out of its locked job's flight, accrue, start the job."""
     job.calls_in_flight = max(job.calls_in_flight - 1, 0)
     job.accrued_credits += accrued
     job.credits_reserved = max(job.credits_reserved - context.reservation, Decimal(0))
@@ -495,18 +633,49 @@ def abandon_call(*, context: CallContext) -> None:
     """Take a call that ended without a result (cancelled, crashed) out of flight.
 
     A one-call job closes as failed, at no charge, because its client never
-    learned the job's id and so cannot close it.
+    learned the job's id and so cannot close it. Both are retried through a
+    short database outage, except that a job whose COMMIT failed is left as
+    it is: nothing marks a call as taken out of flight, so another try could
+    take a second one out.
     """
+
+    def take_out_of_flight(retried: bool) -> None:
+        job = Job.objects.select_for_update().get(pk=context.job.id)
+        _finish_call(context, job=job, accrued=Decimal(0), call_metadata=None)
+
+    def close_job(retried: bool) -> None:
+        complete_job(
+            team=context.team,
+            job_id=context.job.id,
+            status=Job.Status.FAILED,
+            error_message="The client disconnected before the reply started.",
+        )
+
+    description = f"abandoned call of job {context.job.id}"
     try:
-        with transaction.atomic():
-            _finish_call(context, accrued=Decimal(0), call_metadata=None)
-        if context.single_call:
-            complete_job(
-                team=context.team,
-                job_id=context.job.id,
-                status=Job.Status.FAILED,
-                error_message="The client disconnected before the reply started.",
+        try:
+            atomic_with_retry(
+                take_out_of_flight, description=description, repeatable=False
             )
+        except DATABASE_UNAVAILABLE_ERRORS:
+            logger.error(
+                "Job %s of team %s may still count an abandoned call in flight: "
+                "the database was unavailable",
+                context.job.id,
+                context.team.id,
+            )
+            raise
+        if context.single_call:
+            try:
+                run_with_retry(close_job, description=description)
+            except DATABASE_UNAVAILABLE_ERRORS:
+                logger.error(
+                    "Job %s of team %s was not closed as failed after its call "
+                    "was abandoned: the database was unavailable",
+                    context.job.id,
+                    context.team.id,
+                )
+                raise
     finally:
         ratelimit.release_call_slot(context.slot)
         release_connection()
@@ -575,6 +744,7 @@ def complete_job(
     """
     with transaction.atomic():
         job = get_job_for_team(team=team, job_id=job_id, lock=True)
+        totals = None
         if not job.is_open:
             if job.status != status:
                 raise Conflict(
@@ -588,16 +758,28 @@ def complete_job(
                 code="calls_in_flight",
             )
         else:
-            _close_job(
+            # No call of this job can be inserted while the job's row is
+            # locked (the insert's foreign key check waits for the lock), so
+            # the totals the charge was computed from are still current.
+            totals = _close_job(
                 job, status=status, metadata=metadata, error_message=error_message
             )
-        totals = job_totals(job)
+        if totals is None:
+            totals = job_totals(job)
         remaining = Team.objects.values_list("credits_allocated", "credits_used").get(
             pk=team.pk
         )
         calls = list(
             job.calls.order_by("created_at").only(
-                "id", "purpose", "alias", "total_tokens", "latency_ms", "error_message"
+                # "job" too: without it Django loads each call's job_id in a
+                # query of its own to link the call back to ``job``.
+                "id",
+                "job",
+                "purpose",
+                "alias",
+                "total_tokens",
+                "latency_ms",
+                "error_message",
             )
         )
     return Completion(
@@ -610,7 +792,8 @@ def complete_job(
 
 def _close_job(
     job: Job, *, status: str, metadata: dict | None, error_message: str
-) -> None:
+) -> dict:
+    """Settle and close the locked job, and return the totals it was charged for."""
     team = Team.objects.get(pk=job.team_id)
     totals = job_totals(job)
     credits = credits_for_job(team=team, status=status, totals=totals)
@@ -640,3 +823,4 @@ def _close_job(
         ]
     )
     logger.info("Closed job %s as %s, charged %s credits", job.id, status, credits)
+    return totals

@@ -159,6 +159,10 @@ DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1)
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 11, minimum=1)
 DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 30.0)
+# Seconds during which the steps that record a call whose provider has
+# answered, and close its job, retry through a database outage such as a
+# PostgreSQL restart (saasllm/database.py). Past that the client gets 503.
+DATABASE_RETRY_SECONDS = env_float("DATABASE_RETRY_SECONDS", 10.0, minimum=0)
 
 try:
     _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
@@ -166,12 +170,24 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is invalid: {exc}") from None
 
 if _database["ENGINE"] == "django.db.backends.postgresql":
-    # Pooling requires CONN_MAX_AGE = 0: a closed connection goes back to
-    # the pool instead of being torn down.
-    _database.setdefault("OPTIONS", {})["pool"] = {
+    # Django's backend with a pool that fails fast while the server is down
+    # (saasllm/postgresql/base.py). Pooling requires CONN_MAX_AGE = 0: a
+    # closed connection goes back to the pool instead of being torn down.
+    _database["ENGINE"] = "saasllm.postgresql"
+    # Without a connect timeout, a connection attempt to a server cut off
+    # without a reset (a network partition) waits for the operating system
+    # to give up. A connect_timeout in DATABASE_URL's query string wins.
+    _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    _database["OPTIONS"]["pool"] = {
         "min_size": 1,
         "max_size": DATABASE_POOL_MAX_SIZE,
         "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+        # Seconds the pool keeps retrying a failed connection in the
+        # background before it gives up on that attempt. psycopg_pool's
+        # default of 300 lets the delay between attempts double to minutes
+        # in a long outage; after giving up, the next request that finds
+        # no free connection starts a new attempt at once.
+        "reconnect_timeout": 5.0,
     }
 elif _database["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take SQLite's write lock at BEGIN, so two
