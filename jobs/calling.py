@@ -2,7 +2,7 @@
 
 Everything here runs on the event loop between the two database steps of
 ``jobs.services`` (``prepare_call`` before, ``record_call`` after). Database
-work happens only in ``sync_to_async`` calls, and a call that ends in any way,
+work happens only in ``database_step`` calls, and a call that ends in any way,
 a client disconnect included, is taken out of flight.
 """
 
@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
@@ -29,6 +28,7 @@ from jobs import services
 from jobs.serializers import LLMCallSerializer
 from jobs.services import CallContext, CallOutcome
 from saasllm import metrics, observability, shutdown
+from saasllm.api_handler import database_step
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -122,7 +122,7 @@ def record_provider_wait(
 
 async def _abandon(context: CallContext) -> None:
     # Shielded so that a cancellation cannot skip it.
-    await asyncio.shield(sync_to_async(services.abandon_call)(context=context))
+    await asyncio.shield(database_step(services.abandon_call, context=context))
 
 
 @dataclass

@@ -8,7 +8,8 @@ own that closes with the call. Errors have OpenAI's shape, ``{"error":
 codes.
 """
 
-from asgiref.sync import sync_to_async
+from functools import partial
+
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -28,6 +29,7 @@ from jobs.openai_serializers import (
 )
 from jobs.serializers import CreateJobSerializer, ServerSentEvent
 from jobs.views import JobIdHeaderMixin, TeamAPIView
+from saasllm.api_handler import database_step, team_api_view
 from saasllm.authentication import parse_bearer
 from saasllm.errors import NotFound, ValidationFailed, api_exception_handler
 from saasllm.ratelimit import TeamRateLimitMixin
@@ -177,6 +179,7 @@ def job_type_header(request) -> str:
         raise ValidationFailed({"X-Job-Type": error.detail}) from None
 
 
+@team_api_view
 @extend_schema(tags=["openai"])
 class ChatCompletionsView(OpenAIErrorsMixin, TeamRateLimitMixin, AsyncAPIView):
     """Create an OpenAI chat completion for a model alias, streamed or not.
@@ -208,7 +211,7 @@ class ChatCompletionsView(OpenAIErrorsMixin, TeamRateLimitMixin, AsyncAPIView):
         context = await self.prepare(request, data, job_id)
         self.rate_limit_state = context.rate_limit
         self.job_id = str(context.job.id)
-        record = sync_to_async(self.record)
+        record = partial(database_step, self.record)
         fields = {
             "purpose": data.get("purpose", ""),
             "request_data": calling.request_data(serializer),
@@ -246,10 +249,10 @@ class ChatCompletionsView(OpenAIErrorsMixin, TeamRateLimitMixin, AsyncAPIView):
             "size": calling.size_of(data),
         }
         if job_id is not None:
-            return await sync_to_async(services.prepare_call)(job_id=job_id, **call)
+            return await database_step(services.prepare_call, job_id=job_id, **call)
         new_job = services.NewJobRequest(job_type=job_type_header(request))
-        return await sync_to_async(services.prepare_single_call)(
-            new_job=new_job, **call
+        return await database_step(
+            services.prepare_single_call, new_job=new_job, **call
         )
 
     def record(self, *, context: services.CallContext, **fields) -> LLMCall:

@@ -1,8 +1,8 @@
 """Team-facing job API, authenticated by a virtual key."""
 
 import json
+from functools import partial
 
-from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
@@ -26,9 +26,17 @@ from jobs.serializers import (
     ServerSentEvent,
     SingleCallResponse,
 )
-from saasllm.authentication import IsTeam, VirtualKeyAuthentication, parse_bearer
+from saasllm import ratelimit
+from saasllm.api_handler import database_step, team_api_view
+from saasllm.authentication import (
+    IsTeam,
+    VirtualKeyAuthentication,
+    authenticate_key,
+    parse_bearer,
+)
 from saasllm.ratelimit import TeamRateLimitMixin
 from saasllm.views import AsyncAPIView
+from teams.models import Team
 
 # Error statuses every team endpoint can return, in the one error shape.
 ERRORS = {
@@ -48,23 +56,36 @@ class TeamAPIView(TeamRateLimitMixin, APIView):
     permission_classes = [IsTeam]
 
 
-@extend_schema(tags=["jobs"])
-class CreateJobView(TeamAPIView):
-    @extend_schema(
-        request=CreateJobSerializer, responses={201: CreatedJobResponse, **ERRORS}
-    )
-    def post(self, request):
-        data = validated(CreateJobSerializer, request.data).validated_data
-        team = request.user
-        services.check_team_id(team=team, team_id=data.get("team_id"))
+def authenticate_team(view: TeamRateLimitMixin, authorization: str | None) -> Team:
+    """Authenticate the key and count the request, as TeamAPIView does."""
+    team = authenticate_key(authorization).team
+    view.rate_limit_state = ratelimit.check_request(team)
+    return team
 
-        job = services.create_job(
+
+@team_api_view
+@extend_schema(tags=["jobs"])
+class CreateJobView(TeamRateLimitMixin, AsyncAPIView):
+    @extend_schema(
+        request=CreateJobSerializer,
+        responses={201: CreatedJobResponse, **ERRORS},
+        auth=[{"VirtualKey": []}],
+    )
+    async def post(self, request):
+        parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
+        job = await database_step(self.create, request)
+        return Response(presenters.created_job(job), status=201)
+
+    def create(self, request):
+        team = authenticate_team(self, request.META.get("HTTP_AUTHORIZATION"))
+        data = validated(CreateJobSerializer, request.data).validated_data
+        services.check_team_id(team=team, team_id=data.get("team_id"))
+        return services.create_job(
             team=team,
             job_type=data["job_type"],
             user_id=data.get("user_id", ""),
             metadata=data.get("metadata"),
         )
-        return Response(presenters.created_job(job), status=201)
 
 
 @extend_schema(tags=["jobs"])
@@ -88,21 +109,29 @@ class JobMetadataView(TeamAPIView):
         return Response(presenters.job_metadata(job))
 
 
+@team_api_view
 @extend_schema(tags=["jobs"])
-class CompleteJobView(TeamAPIView):
+class CompleteJobView(TeamRateLimitMixin, AsyncAPIView):
     @extend_schema(
-        request=CompleteJobSerializer, responses={200: CompletionResponse, **ERRORS}
+        request=CompleteJobSerializer,
+        responses={200: CompletionResponse, **ERRORS},
+        auth=[{"VirtualKey": []}],
     )
-    def post(self, request, job_id):
+    async def post(self, request, job_id):
+        parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
+        completion = await database_step(self.complete, request, job_id)
+        return Response(presenters.completion(completion))
+
+    def complete(self, request, job_id) -> services.Completion:
+        team = authenticate_team(self, request.META.get("HTTP_AUTHORIZATION"))
         data = validated(CompleteJobSerializer, request.data).validated_data
-        completion = services.complete_job(
-            team=request.user,
+        return services.complete_job(
+            team=team,
             job_id=job_id,
             status=data["status"],
             metadata=data.get("metadata"),
             error_message=data.get("error_message", ""),
         )
-        return Response(presenters.completion(completion))
 
 
 @extend_schema(tags=["jobs"])
@@ -113,6 +142,7 @@ class JobCostsView(TeamAPIView):
         return Response(presenters.job_costs(job))
 
 
+@team_api_view
 @extend_schema(tags=["jobs"])
 class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
     """Make one LLM call inside an open job.
@@ -132,7 +162,8 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
         parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
         serializer = validated(LLMCallSerializer, request.data)
         data = serializer.validated_data
-        context = await sync_to_async(services.prepare_call)(
+        context = await database_step(
+            services.prepare_call,
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             job_id=job_id,
             alias_name=data["model"],
@@ -144,7 +175,8 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
             context, data["messages"], serializer.provider_params()
         )
 
-        call = await sync_to_async(services.record_call)(
+        call = await database_step(
+            services.record_call,
             context=context,
             outcome=outcome,
             purpose=data.get("purpose", ""),
@@ -168,6 +200,7 @@ class JobIdHeaderMixin:
         return response
 
 
+@team_api_view
 @extend_schema(tags=["jobs"])
 class CreateAndCallView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
     """Create a job, make its one call, and complete and charge it in one request."""
@@ -181,7 +214,8 @@ class CreateAndCallView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
         parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
         serializer = validated(CreateAndCallSerializer, request.data)
         data = serializer.validated_data
-        context = await sync_to_async(services.prepare_single_call)(
+        context = await database_step(
+            services.prepare_single_call,
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             new_job=new_job_request(data),
             alias_name=data["model"],
@@ -194,7 +228,8 @@ class CreateAndCallView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
             context, data["messages"], serializer.provider_params()
         )
 
-        call, completion = await sync_to_async(services.finish_single_call)(
+        call, completion = await database_step(
+            services.finish_single_call,
             context=context,
             outcome=outcome,
             purpose=data.get("purpose", ""),
@@ -228,6 +263,7 @@ STREAM_RESPONSES = {
 }
 
 
+@team_api_view
 @extend_schema(tags=["jobs"])
 class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
     """Make one streamed LLM call inside an open job, relayed as server-sent events.
@@ -249,14 +285,15 @@ class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
             LLMCallSerializer, request.data, context={"streaming": True}
         )
         data = serializer.validated_data
-        context = await sync_to_async(services.prepare_call)(
+        context = await database_step(
+            services.prepare_call,
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             job_id=job_id,
             alias_name=data["model"],
             size=calling.size_of(data),
         )
         self.rate_limit_state = context.rate_limit
-        record = sync_to_async(services.record_call)
+        record = partial(database_step, services.record_call)
         fields = {
             "purpose": data.get("purpose", ""),
             "request_data": calling.request_data(serializer),
@@ -278,6 +315,7 @@ class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
         )
 
 
+@team_api_view
 @extend_schema(tags=["jobs"])
 class CreateAndCallStreamView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
     """Create a job and stream its one call; the job closes when the stream ends.
@@ -299,7 +337,8 @@ class CreateAndCallStreamView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView
             CreateAndCallSerializer, request.data, context={"streaming": True}
         )
         data = serializer.validated_data
-        context = await sync_to_async(services.prepare_single_call)(
+        context = await database_step(
+            services.prepare_single_call,
             authorization=request.META.get("HTTP_AUTHORIZATION"),
             new_job=new_job_request(data),
             alias_name=data["model"],
@@ -307,7 +346,7 @@ class CreateAndCallStreamView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView
         )
         self.rate_limit_state = context.rate_limit
         self.job_id = str(context.job.id)
-        finish_job = sync_to_async(services.finish_single_call)
+        finish_job = partial(database_step, services.finish_single_call)
         fields = {
             "purpose": data.get("purpose", ""),
             "request_data": calling.request_data(serializer),

@@ -6,11 +6,19 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saasllm.settings")
 
+django_application = get_asgi_application()
+
+from saasllm.api_handler import TeamApiHandler, route_requests  # noqa: E402
 from saasllm.middleware import RequestBodyLimitMiddleware  # noqa: E402
 
-# Django's ASGI handler spools a whole request body to disk before any
-# middleware runs; the wrapper stops oversized bodies before that.
-application = RequestBodyLimitMiddleware(get_asgi_application())
+# The views that make provider calls are served by a leaner handler, without
+# the thread hops of Django's session, CSRF and auth middleware and request
+# signals; see saasllm/api_handler.py. Django's ASGI handler spools a whole
+# request body to disk before any middleware runs, so the outer wrapper stops
+# oversized bodies before that, on both paths.
+application = RequestBodyLimitMiddleware(
+    route_requests(TeamApiHandler(), django_application)
+)
 
 from django.conf import settings  # noqa: E402
 
