@@ -31,12 +31,15 @@ timeout = 60
 # After SIGTERM (deploys, restarts) calls in flight get SHUTDOWN_GRACE_SECONDS
 # to finish (PROVIDER_TIMEOUT_SECONDS + 15 by default, as in settings.py).
 # Then the gateway records the calls still waiting as failed and sends
-# their clients an error, and 5 seconds later the arbiter kills the workers.
+# their clients an error. Recording may retry through a database outage for
+# DATABASE_RETRY_SECONDS (10 by default, as in settings.py), so the arbiter
+# kills the workers that long plus 5 seconds after the grace period.
 _grace = float(
     os.environ.get("SHUTDOWN_GRACE_SECONDS")
     or float(os.environ.get("PROVIDER_TIMEOUT_SECONDS", "60")) + 15
 )
-graceful_timeout = int(_grace) + 5
+_record_margin = float(os.environ.get("DATABASE_RETRY_SECONDS", "10")) + 5
+graceful_timeout = int(_grace + _record_margin)
 
 # Seconds an idle keep-alive connection stays open. This is longer than the
 # 60-second idle timeout of an AWS Application Load Balancer by default, so

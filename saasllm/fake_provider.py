@@ -34,6 +34,9 @@ share no state:
 - ``stream-fail-after-<n>``: a stream sends ``n`` chunks (the words ``w1``
   on, 10 ms apart) and then breaks its connection; a request without
   ``stream`` gets its connection closed at once.
+- ``stream-reset-after-<n>``: as ``stream-fail-after-<n>``, but the
+  connection is reset (a TCP RST) rather than closed, as a load balancer or
+  firewall that drops a connection mid-reply does.
 - ``flaky-<n>x<status>`` with any suffix (``flaky-2x503-retry-test``): the
   first ``n`` requests naming exactly that model get ``<status>``, later
   ones succeed. Counts are kept per server.
@@ -58,6 +61,8 @@ import ipaddress
 import json
 import logging
 import re
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -81,7 +86,7 @@ BROKEN_STREAM_INTERVAL_SECONDS = 0.01
 _FAIL = re.compile(r"^fail-(\d{3})$")
 _SLOW = re.compile(r"^slow-(\d+(?:\.\d+)?)$")
 _STREAM = re.compile(r"^stream-(\d+)x(\d+)$")
-_STREAM_FAIL = re.compile(r"^stream-fail-after-(\d+)$")
+_STREAM_FAIL = re.compile(r"^stream-(fail|reset)-after-(\d+)$")
 _FLAKY = re.compile(r"^flaky-(\d+)x(\d{3})(?:-.*)?$")
 NO_USAGE_SUFFIX = "-no-usage"
 
@@ -120,6 +125,8 @@ class Reply:
     pieces: list[str] = field(default_factory=list)
     interval: float = 0.0
     break_after: int | None = None
+    # Whether the break is a TCP RST instead of a close.
+    reset: bool = False
 
 
 def content_text(content: object) -> str:
@@ -210,7 +217,8 @@ def build_reply(
         reply.interval = min(int(match[2]), MAX_STREAM_INTERVAL_MS) / 1000
         reply.text = " ".join(f"w{number}" for number in range(1, count + 1))
     elif match := _STREAM_FAIL.match(model):
-        reply.break_after = int(match[1])
+        reply.break_after = int(match[2])
+        reply.reset = match[1] == "reset"
         count = min(reply.break_after + 5, MAX_STREAM_CHUNKS)
         reply.text = " ".join(f"w{number}" for number in range(1, count + 1))
         reply.interval = BROKEN_STREAM_INTERVAL_SECONDS
@@ -416,7 +424,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     if body.get("stream"):
         return await stream_openai(request, body, reply, model)
     if reply.break_after is not None:
-        return break_connection(request)
+        return break_connection(request, reset=reply.reset)
     return web.json_response(openai_completion(reply, model))
 
 
@@ -563,7 +571,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     if body.get("stream"):
         return await stream_anthropic(request, reply, model)
     if reply.break_after is not None:
-        return break_connection(request)
+        return break_connection(request, reset=reply.reset)
     return web.json_response(anthropic_message(reply, model))
 
 
@@ -610,9 +618,16 @@ def malformed_response() -> web.Response:
     )
 
 
-def break_connection(request: web.Request) -> web.Response:
-    if request.transport is not None:
-        request.transport.abort()
+def break_connection(request: web.Request, *, reset: bool = False) -> web.Response:
+    """Drop the request's connection; with ``reset``, by a TCP RST."""
+    transport = request.transport
+    if transport is not None:
+        if reset:
+            # A zero linger time makes the close send RST instead of FIN.
+            transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        transport.abort()
     return web.Response(status=500)
 
 
@@ -659,8 +674,7 @@ async def send_pieces(request, response, reply: Reply, make_event, event_name) -
     # A client reading a connection that fails discards what it has not read
     # yet, so the break waits until the chunks sent have been read.
     await asyncio.sleep(BROKEN_STREAM_INTERVAL_SECONDS * 4)
-    if request.transport is not None:
-        request.transport.abort()
+    break_connection(request, reset=reply.reset)
     return False
 
 

@@ -8,8 +8,9 @@ from uvicorn_worker import UvicornWorker
 
 # uvicorn cancels what is left this many seconds before the arbiter kills
 # the worker at graceful_timeout. gunicorn.conf.py sets graceful_timeout to
-# SHUTDOWN_GRACE_SECONDS + 5, so calls cancelled by saasllm.shutdown at the
-# end of the grace period get 3 seconds to be recorded first.
+# SHUTDOWN_GRACE_SECONDS + DATABASE_RETRY_SECONDS + 5, so calls cancelled by
+# saasllm.shutdown at the end of the grace period get
+# DATABASE_RETRY_SECONDS + 3 seconds to be recorded first.
 UVICORN_CANCEL_MARGIN_SECONDS = 2
 
 
