@@ -126,10 +126,9 @@ def main() -> None:
         cpu = time.process_time() - started_cpu
     finally:
         provider.stop()
-    print(
+    sys.stderr.write(
         f"{calls} calls, process CPU {cpu * 1000 / calls:.2f} ms per call "
-        "under cProfile (the fake provider's thread included)",
-        file=sys.stderr,
+        "under cProfile (the fake provider's thread included)\n"
     )
     pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.limit)
 
