@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from rest_framework import status
 
 from saasllm import metrics
@@ -191,8 +192,9 @@ def check_tokens(team: Team) -> None:
 def record_tokens(team: Team, tokens: int) -> None:
     """Add the tokens of a finished call to the team's current window.
 
-    Never raises for an unreachable Redis: the call has already happened,
-    so the failure mode applies to the next request's checks instead.
+    Never raises for an unreachable Redis, or a database error of the
+    database backend: the call has already happened, so the failure mode
+    applies to the next request's checks instead.
     """
     if team.tokens_per_minute is None or tokens <= 0:
         return
@@ -201,7 +203,7 @@ def record_tokens(team: Team, tokens: int) -> None:
         get_backend().add_tokens(
             team_id=team.id, tokens=tokens, window_start=current_window().start
         )
-    except BackendUnavailable as error:
+    except (BackendUnavailable, DatabaseError) as error:
         unavailable_warning.warn(
             "Rate limiter unavailable, %s tokens of team %s not counted: %s",
             tokens,
@@ -259,14 +261,15 @@ def acquire_call_slot(team: Team) -> SlotLease | None:
 def release_call_slot(lease: SlotLease | None) -> None:
     """Give a call slot back; None and an already released lease are ignored.
 
-    Never raises for an unreachable Redis: the lease then expires on its own.
+    Never raises for an unreachable Redis, or a database error of the
+    database backend: the lease then expires on its own.
     """
     if lease is None:
         return
 
     try:
         get_backend().release_slot(team_id=lease.team_id, lease_id=lease.lease_id)
-    except BackendUnavailable as error:
+    except (BackendUnavailable, DatabaseError) as error:
         unavailable_warning.warn(
             "Rate limiter unavailable, call slot of team %s left to expire: %s",
             lease.team_id,

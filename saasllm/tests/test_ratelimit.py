@@ -12,6 +12,7 @@ import redis
 import time_machine
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
+from django.db import OperationalError, connection
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
@@ -542,6 +543,30 @@ def test_unreachable_release_slot_expires(
 
     assert replacement is not None
     assert "call slot of team acme-limited left to expire" in caplog.text
+    unavailable_warning.reset()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_error_on_release_is_logged(
+    database_backend, limited_team, frozen_clock, caplog
+):
+    team = limited_team(max_concurrent_calls=1)
+    lease = acquire_call_slot(team)
+    unavailable_warning.reset()
+
+    def lose_connection(execute, sql, params, many, context):
+        if sql.startswith("DELETE") and "ratelimits_callslot" in sql:
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with (
+        connection.execute_wrapper(lose_connection),
+        caplog.at_level(logging.WARNING, logger="saasllm.ratelimit.limits"),
+    ):
+        release_call_slot(lease)
+
+    assert "call slot of team acme-limited left to expire" in caplog.text
+    assert CallSlot.objects.filter(pk=lease.lease_id).exists()
     unavailable_warning.reset()
 
 
