@@ -219,6 +219,9 @@ def prepare_call(
         key = authenticate_key(authorization)
         rate_limit = ratelimit.check_request(key.team)
         job = get_job_for_team(team=key.team, job_id=job_id)
+        # A closed job is reported before any catalog error. Admission checks
+        # again under the job's lock, because the job may close meanwhile.
+        check_job_open(job)
         route = route_call(team=key.team, alias_name=alias_name, size=size)
         ratelimit.check_tokens(key.team)
         slot = ratelimit.acquire_call_slot(key.team)
@@ -345,6 +348,15 @@ def _ceil_credits(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
+def check_job_open(job: Job) -> None:
+    """Raise 409 ``job_closed`` unless the job accepts calls."""
+    if not job.is_open:
+        raise Conflict(
+            f"The job is {job.status}; calls are accepted only on open jobs.",
+            code="job_closed",
+        )
+
+
 def call_limit_reached(team: Team) -> Conflict:
     return Conflict(
         f"The job has reached its limit of {team.max_calls_per_job} calls. "
@@ -432,11 +444,7 @@ def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None
 @transaction.atomic
 def _admit_call_locked(*, team: Team, job_id, reservation: Decimal) -> None:
     job = Job.objects.select_for_update().get(pk=job_id)
-    if not job.is_open:
-        raise Conflict(
-            f"The job is {job.status}; calls are accepted only on open jobs.",
-            code="job_closed",
-        )
+    check_job_open(job)
     if job.call_count >= team.max_calls_per_job:
         raise call_limit_reached(team)
 

@@ -10,7 +10,7 @@ their requests to ``TeamApiHandler``. That handler runs only middleware that
 works on the event loop and sends no request signals. Its views therefore
 give their database connection back themselves, at the end of each
 database step (``database_step``). Those steps run on a pool of
-DATABASE_POOL_MAX_SIZE threads per process, so a process holds at most that
+DATABASE_POOL_MAX_SIZE threads per process, so a process keeps at most that
 many database connections for them however many calls are in flight.
 
 Every other request, the admin and the admin API among them, goes through
@@ -49,6 +49,13 @@ TEAM_API_MIDDLEWARE = [
     "saasllm.api_handler.InlineCommonMiddleware",
     "saasllm.api_handler.InlineXFrameOptionsMiddleware",
 ]
+
+
+# The probes' middleware. Load balancers and orchestrators probe an instance
+# by its address, which ALLOWED_HOSTS need not list, so nothing here checks
+# the Host header.
+PROBE_MIDDLEWARE = ["saasllm.middleware.observe_requests"]
+PROBE_PATHS = frozenset({"/health", "/healthz", "/readyz"})
 
 
 class InlineMiddleware:
@@ -110,14 +117,19 @@ class TeamApiHandler(ASGIHandler):
     """Django's ASGI handler without request signals and with TEAM_API_MIDDLEWARE.
 
     Serves only async views that do their database work in
-    ``database_step``; ``serves_team_api`` tells which.
+    ``database_step``, as ``serves_team_api`` checks. ``middleware``
+    replaces TEAM_API_MIDDLEWARE, for the probes.
     """
+
+    def __init__(self, middleware: list[str] | None = None):
+        self.middleware_names = middleware or TEAM_API_MIDDLEWARE
+        super().__init__()
 
     def load_middleware(self, is_async=False):
         # BaseHandler.load_middleware reads settings.MIDDLEWARE. The swap
         # happens once, while the worker imports the application.
         full_middleware = settings.MIDDLEWARE
-        settings.MIDDLEWARE = TEAM_API_MIDDLEWARE
+        settings.MIDDLEWARE = self.middleware_names
         try:
             super().load_middleware(is_async=is_async)
         finally:
@@ -225,12 +237,20 @@ def path_info(scope: dict) -> str:
     return path or "/"
 
 
-def route_requests(team_api_app, django_app):
-    """Return an ASGI app that sends the team API's call path to ``team_api_app``."""
+def route_requests(team_api_app, django_app, probe_app=None):
+    """Return an ASGI app that sends the team API's call path to ``team_api_app``.
+
+    The probes go to ``probe_app`` when one is given, everything else to
+    ``django_app``.
+    """
 
     async def application(scope, receive, send):
-        if scope["type"] == "http" and serves_team_api(path_info(scope)):
-            return await team_api_app(scope, receive, send)
+        if scope["type"] == "http":
+            path = path_info(scope)
+            if probe_app is not None and path in PROBE_PATHS:
+                return await probe_app(scope, receive, send)
+            if serves_team_api(path):
+                return await team_api_app(scope, receive, send)
         return await django_app(scope, receive, send)
 
     return application

@@ -19,6 +19,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
 
+from saasllm.errors import error_body
 from saasllm.ratelimit.limits import RepeatedWarning
 from saasllm.ratelimit.redis_backend import UNAVAILABLE_ERRORS, get_redis_backend
 
@@ -40,8 +41,28 @@ redis_warning = RepeatedWarning(interval_seconds=60, log=logger)
 timeout_warning = RepeatedWarning(interval_seconds=60, log=logger)
 
 
+PROBE_METHODS = ("GET", "HEAD")
+
+
+def method_not_allowed(request) -> JsonResponse | None:
+    """Return the JSON 405 for a probe request that is not GET or HEAD, else None."""
+    if request.method in PROBE_METHODS:
+        return None
+    response = JsonResponse(
+        error_body(
+            f"Method {request.method} is not allowed here; use GET or HEAD.",
+            "method_not_allowed",
+        ),
+        status=405,
+    )
+    response["Allow"] = ", ".join(PROBE_METHODS)
+    return response
+
+
 async def health(request):
     """Report that the process is alive; checks no dependency."""
+    if rejected := method_not_allowed(request):
+        return rejected
     return JsonResponse({"status": "healthy", "service": "saasllm"})
 
 
@@ -53,6 +74,8 @@ async def readyz(request):
     with RATE_LIMIT_FAILURE_MODE=closed, because with "open" the gateway
     keeps serving without rate limits.
     """
+    if rejected := method_not_allowed(request):
+        return rejected
     checks = await run_checks()
     failing = [name for name, state in checks.items() if blocks_readiness(name, state)]
     if failing:

@@ -50,7 +50,59 @@ class RequestBodyLimitMiddleware:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if scope["type"] != "http" or limit is None:
             return await self.app(scope, receive, send)
-        return await self.app(scope, LimitedReceive(receive, limit, scope), send)
+        receive = LimitedReceive(receive, limit, scope)
+        if is_chunked(scope):
+            scope, receive = await with_content_length(scope, receive)
+        return await self.app(scope, receive, send)
+
+
+def is_chunked(scope: dict) -> bool:
+    """Return True for a request body sent in chunks, without a Content-Length."""
+    headers = dict(scope.get("headers", []))
+    return (
+        b"content-length" not in headers
+        and b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+    )
+
+
+async def with_content_length(scope: dict, receive):
+    """Read a chunked body and return a scope with its Content-Length and its replay.
+
+    Django (5.2) reads a request without Content-Length as empty, so a
+    chunked body would reach the views as no body at all. ``receive`` is a
+    LimitedReceive, so at most the limit plus one byte is read here, and an
+    oversized body still gets 413.
+    """
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            # The client went away, and Django reads the disconnect at once.
+            return scope, replay([message], receive)
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(parts)
+    headers = [
+        (name, value)
+        for name, value in scope["headers"]
+        if name.lower() != b"transfer-encoding"
+    ]
+    headers.append((b"content-length", str(len(body)).encode()))
+    first = {"type": "http.request", "body": body, "more_body": False}
+    return {**scope, "headers": headers}, replay([first], receive)
+
+
+def replay(messages: list[dict], receive):
+    """Return a ``receive`` that returns ``messages`` first, then calls ``receive``."""
+    pending = list(messages)
+
+    async def replaying_receive() -> dict:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying_receive
 
 
 class LimitedReceive:

@@ -145,6 +145,32 @@ class RedactKeysFilter(logging.Filter):
         return True
 
 
+# Longest message kept of a rejected Host header's record.
+MAX_DISALLOWED_HOST_MESSAGE = 300
+
+
+class DisallowedHostFilter(logging.Filter):
+    """Log a request with a Host outside ALLOWED_HOSTS as one short warning.
+
+    Django logs each such request as an error with a traceback and the
+    header twice in the message, so anyone could fill the logs and page an
+    operator with requests of long made-up Host headers. The record keeps
+    its logger name, so the requests can still be counted and alerted on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_DISALLOWED_HOST_MESSAGE:
+            message = message[:MAX_DISALLOWED_HOST_MESSAGE] + "... (cut)"
+        record.msg = message
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno = logging.WARNING
+        record.levelname = logging.getLevelName(logging.WARNING)
+        return True
+
+
 class RequestIdFilter(logging.Filter):
     """Add ``request_id`` to every record: the current request's id, or None.
 

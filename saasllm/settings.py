@@ -294,6 +294,8 @@ CORS_EXPOSE_HEADERS = [
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
     "x-gateway-overhead-ms",
+    # The job that a /v1 call or a create-and-call request ran in.
+    "x-job-id",
 ]
 
 REST_FRAMEWORK = {
@@ -408,6 +410,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "saasllm.observability.RequestIdFilter"},
         "redact_keys": {"()": "saasllm.observability.RedactKeysFilter"},
+        "disallowed_host": {"()": "saasllm.observability.DisallowedHostFilter"},
     },
     "formatters": {
         "text": {"()": "saasllm.logformat.TextFormatter"},
@@ -427,6 +430,7 @@ LOGGING = {
         # Django logs the path of every 4xx and 5xx response, and a client
         # may put a whole key in it.
         "django.request": {"filters": ["redact_keys"]},
+        "django.security.DisallowedHost": {"filters": ["disallowed_host"]},
     },
 }
 

@@ -52,6 +52,9 @@ if [[ ${1:-} == --check-ports ]]; then
 fi
 
 mkdir -p var
+# Two gunicorn workers share their metrics through this directory, so that
+# /metrics counts the requests of both; gunicorn.conf.py empties it at start.
+export PROMETHEUS_MULTIPROC_DIR=var/prometheus
 "$BIN/python" -m saasllm.fake_provider --host 127.0.0.1 --port "$PROVIDER_PORT" \
   >"$PROVIDER_LOG" 2>&1 &
 provider_pid=$!

@@ -132,6 +132,19 @@ def test_llm_call_on_closed_job_is_409(create_job, call_job, complete_job):
     assert LLMCall.objects.filter(job_id=job_id).count() == 1
 
 
+def test_closed_job_409_before_catalog_errors(
+    create_job, call_job, complete_job, credential
+):
+    job_id = create_job()
+    complete_job(job_id)
+    credential.delete()
+
+    response = call_job(job_id)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "job_closed"
+
+
 def test_complete_charges_one_credit_once(team, create_job, call_job, complete_job):
     job_id = create_job()
     call_job(job_id)

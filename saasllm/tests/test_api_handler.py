@@ -96,14 +96,14 @@ def test_call_sends_no_request_signals(server, team, signals_sent):
 
 
 def test_other_paths_send_request_signals(server, signals_sent):
-    response = httpx.get(server + "/healthz")
+    response = httpx.get(server + "/favicon.ico")
     # request_finished is sent when the server closes the response, which
     # may be just after the client has read it.
     deadline = time.monotonic() + 5
     while "finished" not in signals_sent and time.monotonic() < deadline:
         time.sleep(0.01)
 
-    assert response.status_code == 200
+    assert response.status_code == 301
     assert "started" in signals_sent
     assert "finished" in signals_sent
 
@@ -180,3 +180,35 @@ def test_job_round_trip(server, team):
     assert completed.status_code == 200
     assert completed.json()["costs"]["credits_charged"] == 1
     assert "X-RateLimit-Limit-Requests" not in created.headers
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probe_answers_any_host(server, path):
+    response = httpx.get(server + path, headers={"Host": "10.0.0.5:8000"})
+
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"]
+
+
+def test_probe_rejects_post_as_json(server):
+    response = httpx.post(server + "/healthz")
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_cors_exposes_job_id(server, team):
+    with override_settings(CORS_ALLOWED_ORIGINS=["https://app.example"]):
+        response = httpx.post(
+            server + "/v1/chat/completions",
+            json=CALL_BODY,
+            headers={
+                "Authorization": f"Bearer {team.key}",
+                "Origin": "https://app.example",
+            },
+        )
+
+    assert response.status_code == 200
+    exposed = response.headers["Access-Control-Expose-Headers"].lower()
+    assert "x-job-id" in exposed

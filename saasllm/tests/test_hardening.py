@@ -674,6 +674,61 @@ def test_body_one_byte_over_limit_reaches_django(settings):
     assert app.body == b"x" * 17
 
 
+CHUNKED = [(b"transfer-encoding", b"chunked")]
+
+
+def test_chunked_body_gets_content_length(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 16
+    client = ScriptedClient([b"a" * 8, b"b" * 4])
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen["headers"] = dict(scope["headers"])
+        seen["message"] = await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    client.run(RequestBodyLimitMiddleware(app), http_scope(headers=CHUNKED))
+
+    assert seen["headers"][b"content-length"] == b"12"
+    assert b"transfer-encoding" not in seen["headers"]
+    assert seen["message"] == {
+        "type": "http.request",
+        "body": b"a" * 8 + b"b" * 4,
+        "more_body": False,
+    }
+
+
+def test_oversized_chunked_body_is_cut(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 16
+
+    app, client = run_limited([b"x" * 10] * 5, headers=CHUNKED)
+
+    assert app.body == b"x" * 17
+    assert app.messages[-1] == {"type": "http.disconnect"}
+
+
+# The ASGI handler runs the view's database step in a thread of its own, which
+# needs a committed team.
+@pytest.mark.django_db(transaction=True)
+def test_chunked_body_reaches_the_view(team, settings):
+    body = json.dumps({"job_type": "chunked"}).encode()
+    client = ScriptedClient([body[:5], body[5:]])
+    scope = http_scope(
+        "/api/jobs/create",
+        headers=[
+            *CHUNKED,
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {team.key}".encode()),
+        ],
+    )
+
+    client.run(RequestBodyLimitMiddleware(ASGIHandler()), scope)
+
+    assert client.status == 201
+    assert Job.objects.get(pk=client.json()["job_id"]).job_type == "chunked"
+
+
 def test_lifespan_scope_passes_through():
     seen = []
 

@@ -593,3 +593,17 @@ def test_call_line_names_alias_and_tokens(client, team, logs):
         REGISTRY.get_sample_value("saasllm_tokens_total", {"team_id": team.id})
         == tokens_before + tokens
     )
+
+
+def test_disallowed_host_logged_as_short_warning(client, caplog):
+    host = "evil-" + "x" * 3000 + ".example"
+
+    with caplog.at_level(logging.WARNING, logger="django.security.DisallowedHost"):
+        response = client.get("/api/schema/", HTTP_HOST=host)
+
+    records = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert response.status_code == 400
+    assert len(records) == 1
+    assert records[0].levelname == "WARNING"
+    assert records[0].exc_info is None
+    assert len(records[0].getMessage()) < 400
