@@ -355,6 +355,8 @@ class LogScanPlugin:
         self.scan_seconds = 0.0
         self.written_to: Path | None = None
         self.reported = False
+        # True while a test marked generated_secrets runs.
+        self.generated_secrets = False
 
     def start(self) -> None:
         for name in LOGGERS_AT_CONFIGURED_LEVEL:
@@ -415,6 +417,11 @@ class LogScanPlugin:
     def remember_credential(self, sender, instance, **kwargs) -> None:
         from catalog.crypto import DecryptionFailed, decrypt_secret
 
+        # A fuzzer reuses the strings it generates: a key it saved comes
+        # back in a path or a name, where logging it is no leak.
+        if self.generated_secrets:
+            return
+
         # Fixtures that never call a provider store placeholder text.
         with contextlib.suppress(DecryptionFailed):
             self.scanner.add(PROVIDER_KEY, decrypt_secret(instance.encrypted_api_key))
@@ -447,12 +454,16 @@ class LogScanPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
         self.capture.current_test = item.nodeid
+        self.generated_secrets = (
+            item.get_closest_marker("generated_secrets") is not None
+        )
         try:
             return (yield)
         finally:
             self.read_fake_providers()
             self.attach_handler()
             self.capture.current_test = ""
+            self.generated_secrets = False
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session):

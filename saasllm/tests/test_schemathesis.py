@@ -119,6 +119,7 @@ def checks_for(operation) -> list:
     return CHECKS
 
 
+@pytest.mark.generated_secrets
 @schema.parametrize()
 @schema.given(with_known_ids=st.booleans())
 @hypothesis.settings(
