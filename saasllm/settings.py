@@ -185,8 +185,8 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
         # Seconds the pool keeps retrying a failed connection in the
         # background before it gives up on that attempt. psycopg_pool's
         # default of 300 lets the delay between attempts double to minutes
-        # in a long outage; after giving up, the next request that finds
-        # no free connection starts a new attempt at once.
+        # in a long outage. After giving up, the next request that finds no
+        # free connection starts a new attempt at once.
         "reconnect_timeout": 5.0,
     }
 elif _database["ENGINE"] == "django.db.backends.sqlite3":
