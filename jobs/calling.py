@@ -43,6 +43,14 @@ def request_data(serializer: LLMCallSerializer) -> dict | None:
     }
 
 
+def record_fields(serializer: LLMCallSerializer) -> dict:
+    """Return the call's purpose and stored request body, for recording the call."""
+    return {
+        "purpose": serializer.validated_data.get("purpose", ""),
+        "request_data": request_data(serializer),
+    }
+
+
 def size_of(data: dict) -> services.CallSize:
     return services.CallSize.of(data["messages"], data.get("max_tokens"))
 

@@ -212,10 +212,7 @@ class ChatCompletionsView(OpenAIErrorsMixin, TeamRateLimitMixin, AsyncAPIView):
         self.rate_limit_state = context.rate_limit
         self.job_id = str(context.job.id)
         record = partial(database_step, self.record)
-        fields = {
-            "purpose": data.get("purpose", ""),
-            "request_data": calling.request_data(serializer),
-        }
+        fields = calling.record_fields(serializer)
 
         if data["stream"]:
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Avg, Count, F, Q, Sum
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from saasllm.authentication import authenticate_key
 from saasllm.database import (
     DATABASE_UNAVAILABLE_ERRORS,
     atomic_with_retry,
+    release_connection,
     run_with_retry,
 )
 from saasllm.errors import Conflict, Forbidden, InsufficientCredits, NotFound
@@ -41,16 +42,6 @@ CLIENT_DISCONNECTED = "client_disconnected"
 # Credits held by an open job until it settles.
 JOB_HOLD_CREDITS = 1
 MIN_JOB_CHARGE = 1
-
-
-def release_connection() -> None:
-    """Give this thread's database connection back before a slow await.
-
-    Outside a transaction the connection returns to the pool (or closes); a
-    test's wrapping transaction keeps it.
-    """
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def get_job_for_team(*, team: Team, job_id, lock: bool = False) -> Job:

@@ -179,9 +179,8 @@ class LLMCallView(TeamRateLimitMixin, AsyncAPIView):
             services.record_call,
             context=context,
             outcome=outcome,
-            purpose=data.get("purpose", ""),
             call_metadata=data.get("call_metadata"),
-            request_data=calling.request_data(serializer),
+            **calling.record_fields(serializer),
         )
         if outcome.error:
             raise outcome.error
@@ -232,8 +231,7 @@ class CreateAndCallView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView):
             services.finish_single_call,
             context=context,
             outcome=outcome,
-            purpose=data.get("purpose", ""),
-            request_data=calling.request_data(serializer),
+            **calling.record_fields(serializer),
         )
         if outcome.error:
             raise outcome.error
@@ -294,10 +292,7 @@ class LLMCallStreamView(TeamRateLimitMixin, AsyncAPIView):
         )
         self.rate_limit_state = context.rate_limit
         record = partial(database_step, services.record_call)
-        fields = {
-            "purpose": data.get("purpose", ""),
-            "request_data": calling.request_data(serializer),
-        }
+        fields = calling.record_fields(serializer)
 
         async def finish(outcome: services.CallOutcome) -> list[bytes]:
             metadata = None if outcome.error else data.get("call_metadata")
@@ -347,10 +342,7 @@ class CreateAndCallStreamView(JobIdHeaderMixin, TeamRateLimitMixin, AsyncAPIView
         self.rate_limit_state = context.rate_limit
         self.job_id = str(context.job.id)
         finish_job = partial(database_step, services.finish_single_call)
-        fields = {
-            "purpose": data.get("purpose", ""),
-            "request_data": calling.request_data(serializer),
-        }
+        fields = calling.record_fields(serializer)
 
         async def finish(outcome: services.CallOutcome) -> list[bytes]:
             _, completion = await finish_job(context=context, outcome=outcome, **fields)

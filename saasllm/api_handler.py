@@ -27,11 +27,12 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.db import connection
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, get_resolver, set_script_prefix
+
+from saasllm.database import release_connection
 
 logger = logging.getLogger(__name__)
 
@@ -256,17 +257,6 @@ def route_requests(team_api_app, django_app, probe_app=None):
     return application
 
 
-def release_thread_connection() -> None:
-    """Close this thread's connection unless a transaction is open.
-
-    With the psycopg pool the connection goes back to the pool, which
-    discards a broken one. A test's wrapping transaction keeps its
-    connection.
-    """
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def database_step_executor() -> ThreadPoolExecutor:
     """Return the process's threads for database steps, created on first use."""
     global _executor
@@ -294,7 +284,7 @@ async def database_step(function, /, *args, **kwargs):
         try:
             return function(*args, **kwargs)
         finally:
-            release_thread_connection()
+            release_connection()
 
     if served_by_team_api.get():
         run = sync_to_async(

@@ -27,6 +27,17 @@ MAX_RETRY_DELAY_SECONDS = 1.0
 T = TypeVar("T")
 
 
+def release_connection() -> None:
+    """Give this thread's database connection back, unless a transaction is open.
+
+    With the psycopg pool the connection returns to the pool, which discards
+    a broken one; without a pool it closes. A test's wrapping transaction
+    keeps its connection.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def atomic_with_retry(
     operation: Callable[[bool], T], *, description: str, repeatable: bool = True
 ) -> T:

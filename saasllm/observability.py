@@ -145,7 +145,7 @@ class RedactKeysFilter(logging.Filter):
         return True
 
 
-# Longest message kept of a rejected Host header's record.
+# Maximum length, in characters, of the message kept from a rejected Host record.
 MAX_DISALLOWED_HOST_MESSAGE = 300
 
 

@@ -21,7 +21,7 @@ urlpatterns = [
         cache_control(public=True, max_age=86400)(serve_static),
         {"insecure": True},
     ),
-    # Browsers ask for /favicon.ico whatever the page's <link> says.
+    # Browsers request /favicon.ico even when the page links another icon.
     path(
         "favicon.ico",
         RedirectView.as_view(url="/static/saasllm/favicon.svg", permanent=True),

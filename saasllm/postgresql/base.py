@@ -22,9 +22,9 @@ from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 # Maximum wait for a connection while the server is unreachable, in seconds.
-# It is short because a waiting request holds its thread, and where the
-# database steps of a worker share one thread, it holds up all of them. The
-# client is told to retry after 2 s (errors.DatabaseUnavailable), and the
+# It is short because a waiting request occupies one of the few threads
+# that a worker's database steps share (saasllm.api_handler). The client is
+# told to retry after 2 s (errors.DatabaseUnavailable), and the
 # pool keeps retrying in the background: after 1 s, then every 2 s until
 # its reconnect_timeout (5 s, set in settings.py), and again whenever a
 # request finds no attempt pending.
