@@ -33,11 +33,12 @@ Key validity and team or organization status are never cached: the key
 lookup of each request reads them.
 """
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from catalog.crypto import DecryptionFailed, decrypt_secret
@@ -50,11 +51,26 @@ MAX_AGE_SECONDS = 60.0
 
 
 def read_catalog_version() -> uuid.UUID | None:
-    """Return the current catalog token, or None when the row is missing."""
+    """Return the current catalog token, or None when the row is missing.
+
+    Every call runs this, so it is written as SQL rather than compiled from
+    a queryset each time.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(version_sql(connection.vendor), [CatalogVersion.SINGLETON_ID])
+        row = cursor.fetchone()
+    # SQLite returns the token as text, PostgreSQL as a UUID.
+    return None if row is None else uuid.UUID(str(row[0]))
+
+
+@functools.cache
+def version_sql(vendor: str) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    meta = CatalogVersion._meta
     return (
-        CatalogVersion.objects.filter(pk=CatalogVersion.SINGLETON_ID)
-        .values_list("token", flat=True)
-        .first()
+        f"SELECT {quote(meta.get_field('token').column)} "
+        f"FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
     )
 
 

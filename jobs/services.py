@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.db import transaction
-from django.db.models import Avg, Count, F, Q, Sum
+from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
 from catalog.cache import current_catalog
@@ -21,6 +21,7 @@ from catalog.pricing import Prices, client_cost, provider_cost
 from catalog.providers import ChatResult, ProviderError
 from catalog.providers.routing import Candidate
 from catalog.resolution import resolve_alias, route_for_alias
+from jobs import rows
 from jobs.models import Job, LLMCall
 from saasllm import metrics, observability, ratelimit
 from saasllm.authentication import authenticate_key
@@ -32,7 +33,13 @@ from saasllm.database import (
 )
 from saasllm.errors import Conflict, Forbidden, InsufficientCredits, NotFound
 from teams.models import Team, VirtualKey
-from teams.services import grow_hold, place_hold, settle_job
+from teams.services import (
+    grow_hold,
+    lock_team,
+    place_hold,
+    settle_job,
+    team_remaining_credits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +57,7 @@ def get_job_for_team(*, team: Team, job_id, lock: bool = False) -> Job:
         job_uuid = uuid.UUID(str(job_id))
     except ValueError:
         raise NotFound("Job not found.", code="job_not_found") from None
-    queryset = Job.objects.select_for_update() if lock else Job.objects
-    job = queryset.filter(pk=job_uuid, team=team).first()
+    job = rows.read_job(job_uuid, team_id=team.pk, lock=lock)
     if job is None:
         raise NotFound("Job not found.", code="job_not_found")
     return job
@@ -419,22 +425,15 @@ def admit_call(*, team: Team, job_id, reservation: Decimal = Decimal(0)) -> None
     admits the call. Only when it matches no row does the locked path run,
     to raise the matching 409.
     """
-    if team.budget_mode == Team.BudgetMode.JOB_BASED:
-        admitted = Job.objects.filter(
-            pk=job_id,
-            status__in=Job.OPEN_STATUSES,
-            call_count__lt=team.max_calls_per_job,
-        ).update(
-            call_count=F("call_count") + 1, calls_in_flight=F("calls_in_flight") + 1
-        )
-        if admitted:
-            return
+    job_based = team.budget_mode == Team.BudgetMode.JOB_BASED
+    if job_based and rows.admit_open_job_call(job_id, max_calls=team.max_calls_per_job):
+        return
     _admit_call_locked(team=team, job_id=job_id, reservation=reservation)
 
 
 @transaction.atomic
 def _admit_call_locked(*, team: Team, job_id, reservation: Decimal) -> None:
-    job = Job.objects.select_for_update().get(pk=job_id)
+    job = rows.lock_job(job_id)
     check_job_open(job)
     if job.call_count >= team.max_calls_per_job:
         raise call_limit_reached(team)
@@ -593,7 +592,7 @@ def _store_call(
     The job's row is locked first, so a retry waits for a transaction of an
     earlier try that the server is still committing, and then sees its call.
     """
-    job = Job.objects.select_for_update().get(pk=context.job.id)
+    job = rows.lock_job(context.job.id)
     if retried and LLMCall.objects.filter(pk=call.pk).exists():
         return
     _finish_call(context, job=job, accrued=accrued, call_metadata=call_metadata)
@@ -639,7 +638,7 @@ def abandon_call(*, context: CallContext) -> None:
     """
 
     def take_out_of_flight(retried: bool) -> None:
-        job = Job.objects.select_for_update().get(pk=context.job.id)
+        job = rows.lock_job(context.job.id)
         _finish_call(context, job=job, accrued=Decimal(0), call_metadata=None)
 
     def close_job(retried: bool) -> None:
@@ -760,14 +759,13 @@ def complete_job(
             # No call of this job can be inserted while the job's row is
             # locked (the insert's foreign key check waits for the lock), so
             # the totals the charge was computed from are still current.
-            totals = _close_job(
+            totals, locked_team = _close_job(
                 job, status=status, metadata=metadata, error_message=error_message
             )
+            remaining = locked_team.credits_remaining
         if totals is None:
             totals = job_totals(job)
-        remaining = Team.objects.values_list("credits_allocated", "credits_used").get(
-            pk=team.pk
-        )
+            remaining = team_remaining_credits(team.pk)
         calls = list(
             job.calls.order_by("created_at").only(
                 # "job" too: without it Django loads each call's job_id in a
@@ -784,22 +782,27 @@ def complete_job(
     return Completion(
         job=job,
         totals=totals,
-        credits_remaining=remaining[0] - remaining[1],
+        credits_remaining=remaining,
         calls=calls,
     )
 
 
 def _close_job(
     job: Job, *, status: str, metadata: dict | None, error_message: str
-) -> dict:
-    """Settle and close the locked job, and return the totals it was charged for."""
-    team = Team.objects.get(pk=job.team_id)
+) -> tuple[dict, Team]:
+    """Settle and close the locked job.
+
+    Returns the totals it was charged for and its team, locked, with the
+    balance after the charge.
+    """
+    team = lock_team(job.team_id)
     totals = job_totals(job)
     credits = credits_for_job(team=team, status=status, totals=totals)
     settle_job(
         job=job,
         credits=credits,
         reason=f"Job {job.id} ({job.job_type}) {status}, {team.budget_mode}",
+        team=team,
     )
     job.status = status
     job.completed_at = timezone.now()
@@ -822,4 +825,4 @@ def _close_job(
         ]
     )
     logger.info("Closed job %s as %s, charged %s credits", job.id, status, credits)
-    return totals
+    return totals, team

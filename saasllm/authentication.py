@@ -1,5 +1,6 @@
 """Authentication of team virtual keys, the admin key and staff sessions."""
 
+import functools
 import hmac
 import logging
 from collections.abc import Iterable
@@ -8,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
@@ -15,6 +17,7 @@ from rest_framework.permissions import BasePermission
 from audit.services import client_address
 from saasllm import observability
 from saasllm.errors import Forbidden, InvalidAdminKey, InvalidApiKey
+from saasllm.rows import ModelColumns
 from teams.keys import candidate_digests, looks_like_key
 from teams.models import Organization, Team, VirtualKey
 
@@ -105,21 +108,66 @@ def find_unrevoked_key(plaintext: str) -> VirtualKey | None:
     """Look a key up by its digest under the current and every previous secret.
 
     One indexed query covers all the secrets, so a known key, a revoked key
-    and a key that never existed cost the same single query. A key found
-    under a previous secret gets its digest rewritten under the current one,
-    so keys move to a new KEY_DIGEST_SECRET as they are used.
+    and a key that never existed cost the same single query. It reads the
+    key with its team and organization in hand-written SQL, because every
+    request runs it. A key found under a previous secret gets its digest
+    rewritten under the current one, so keys move to a new
+    KEY_DIGEST_SECRET as they are used.
     """
     current, *previous = candidate_digests(plaintext)
-    keys = VirtualKey.objects.select_related("team__organization").filter(
-        revoked_at__isnull=True
-    )
-    if previous:
-        key = keys.filter(digest__in=[current, *previous]).first()
-    else:
-        key = keys.filter(digest=current).first()
+    digests = [current, *previous]
+    connection = connections[DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(unrevoked_key_sql(connection.vendor, len(digests)), digests)
+        row = cursor.fetchone()
+    if row is None:
+        return None
 
-    if key is not None and not hmac.compare_digest(key.digest, current):
+    key = key_with_team(connection, row)
+    if not hmac.compare_digest(key.digest, current):
         move_digest_to_current_secret(key, current)
+    return key
+
+
+KEY_COLUMNS = ModelColumns(VirtualKey, "k")
+TEAM_COLUMNS = ModelColumns(Team, "t")
+ORGANIZATION_COLUMNS = ModelColumns(Organization, "o")
+
+
+@functools.cache
+def unrevoked_key_sql(vendor: str, digest_count: int) -> str:
+    """Return the SELECT of an unrevoked key by digest, with its team and organization.
+
+    It orders by id and takes the first row, as ``QuerySet.first()`` does.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    key, team, organization = KEY_COLUMNS, TEAM_COLUMNS, ORGANIZATION_COLUMNS
+    placeholders = ", ".join(["%s"] * digest_count)
+    return (
+        f"SELECT {key.select_list(connection)}, {team.select_list(connection)}, "
+        f"{organization.select_list(connection)} "
+        f"FROM {key.table(connection)} "
+        f"INNER JOIN {team.table(connection)} ON {team.column(connection, 'id')} "
+        f"= {key.column(connection, 'team')} "
+        f"INNER JOIN {organization.table(connection)} "
+        f"ON {organization.column(connection, 'id')} "
+        f"= {team.column(connection, 'organization')} "
+        f"WHERE {key.column(connection, 'revoked_at')} IS NULL "
+        f"AND {key.column(connection, 'digest')} IN ({placeholders}) "
+        f"ORDER BY {key.column(connection, 'id')} ASC LIMIT 1"
+    )
+
+
+def key_with_team(connection, row) -> VirtualKey:
+    """Return the key of a row of ``unrevoked_key_sql`` with its team and organization."""
+    team_start = len(KEY_COLUMNS)
+    organization_start = team_start + len(TEAM_COLUMNS)
+    key = KEY_COLUMNS.instance(connection, row[:team_start])
+    team = TEAM_COLUMNS.instance(connection, row[team_start:organization_start])
+    team.organization = ORGANIZATION_COLUMNS.instance(
+        connection, row[organization_start:]
+    )
+    key.team = team
     return key
 
 

@@ -477,7 +477,8 @@ def revoke_expired_keys(
     return revoke_keys(keys=expired, actor=actor, dry_run=dry_run)
 
 
-def _lock_team(team_id: str) -> Team:
+def lock_team(team_id: str) -> Team:
+    """Return the team, locked until the caller's transaction ends, or raise 404."""
     team = Team.objects.select_for_update().filter(pk=team_id).first()
     if team is None:
         raise NotFound(f"Team '{team_id}' not found.", code="team_not_found")
@@ -545,7 +546,7 @@ def _allocate(
         raise ApiError(
             "The number of credits must be a positive integer.", code="invalid_amount"
         )
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     entry = _write_ledger(
         team=team, type=type, amount=amount, reason=reason, actor=actor
     )
@@ -579,14 +580,18 @@ def grow_hold(*, team_id: str, credits: int) -> None:
     Team.objects.filter(pk=team_id).update(credits_held=F("credits_held") + credits)
 
 
-def settle_job(*, job, credits: int, reason: str = "") -> CreditTransaction | None:
+def settle_job(
+    *, job, credits: int, reason: str = "", team: Team | None = None
+) -> CreditTransaction | None:
     """Release the job's hold and charge it ``credits``, in the caller's transaction.
 
     The caller must hold the job's row lock inside ``transaction.atomic`` and
-    must call this once per job. Returns the deduction, or None for a job
+    must call this once per job. ``team``, when given, is the job's team as
+    ``lock_team`` returned it in this transaction; its balance fields are
+    kept equal to the row's. Returns the deduction, or None for a job
     charged nothing.
     """
-    team = _lock_team(job.team_id)
+    team = team or lock_team(job.team_id)
     entry = None
     if credits:
         entry = _write_ledger(
@@ -601,7 +606,17 @@ def settle_job(*, job, credits: int, reason: str = "") -> CreditTransaction | No
         credits_used=F("credits_used") + credits,
         credits_held=F("credits_held") - job.credits_held,
     )
+    team.credits_used += credits
+    team.credits_held -= job.credits_held
     return entry
+
+
+def team_remaining_credits(team_id: str) -> int:
+    """Return the team's remaining balance: allocated minus used credits."""
+    allocated, used = Team.objects.values_list("credits_allocated", "credits_used").get(
+        pk=team_id
+    )
+    return allocated - used
 
 
 def team_available_credits(team_id: str) -> int:
@@ -652,7 +667,7 @@ def update_team(
     if unknown:
         raise ValueError(f"update_team cannot change {sorted(unknown)}.")
 
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     before = audit_values(team, TEAM_AUDIT_FIELDS)
     for name, value in fields.items():
         setattr(team, name, value)
@@ -697,7 +712,7 @@ def _set_team_status(team: Team, status: str, action: str, actor: AnyActor) -> N
 @transaction.atomic
 def suspend_team(*, team_id: str, actor: AnyActor = None) -> Team:
     """Suspend a team so its keys get 403; suspending it again changes nothing."""
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     if team.status != Team.Status.SUSPENDED:
         _set_team_status(team, Team.Status.SUSPENDED, "team.suspend", actor)
         logger.info("Suspended team %s", team.id)
@@ -711,7 +726,7 @@ def pause_team(*, team_id: str, actor: AnyActor = None) -> Team:
     Pausing is the temporary stop (an unpaid invoice, a runaway client);
     suspension is the stronger administrative one and is not downgraded.
     """
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     if team.status == Team.Status.PAUSED:
         return team
     if team.status != Team.Status.ACTIVE:
@@ -809,7 +824,7 @@ def update_organization(
 @transaction.atomic
 def resume_team(*, team_id: str, actor: AnyActor = None) -> Team:
     """Make a suspended or paused team active again, or raise 409."""
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     if team.status not in (Team.Status.SUSPENDED, Team.Status.PAUSED):
         raise Conflict(
             f"Team {team.id} is {team.status}; only a suspended or paused team "
@@ -869,7 +884,7 @@ def replenish_credits(
         if payment_amount_usd is not None:
             reason += f" of {payment_amount_usd} USD"
 
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     entry = _write_ledger(
         team=team,
         type=PAYMENT_TYPES[payment_type],
@@ -928,7 +943,7 @@ def refund_job(
             code="nothing_to_refund",
         )
 
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     try:
         with transaction.atomic():
             entry = _write_ledger(
@@ -977,7 +992,7 @@ def adjust_credits(
     if not reason.strip():
         raise ApiError("An adjustment needs a reason.", code="reason_required")
 
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     available_after = team.credits_available + credits
     if credits < 0 and available_after < 0 and not allow_negative:
         raise Conflict(
@@ -1029,7 +1044,7 @@ def configure_auto_refill(
     Enabling needs a refill amount of at least 1 and a period, given here or
     stored earlier; otherwise raises 422 with the missing fields.
     """
-    team = _lock_team(team_id)
+    team = lock_team(team_id)
     before = audit_values(team, AUTO_REFILL_AUDIT_FIELDS)
     if refill_amount is not None:
         team.refill_amount = refill_amount
@@ -1141,7 +1156,7 @@ def _refill_team(
 ) -> bool:
     """Refill one team for the current period; return False if it was done before."""
     with transaction.atomic():
-        team = _lock_team(team_id)
+        team = lock_team(team_id)
         if not team.auto_refill_enabled:
             return False
         _check_refill_settings(team)
