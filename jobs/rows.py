@@ -9,7 +9,7 @@ than as SQL, so they are written here once from the model's metadata (see
 import functools
 import uuid
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, TransactionManagementError, connections
 
 from jobs.models import Job
 from saasllm.rows import ModelColumns
@@ -21,10 +21,15 @@ def read_job(job_id: uuid.UUID, *, team_id: str | None = None, lock: bool = Fals
     """Return the job with ``job_id``, of ``team_id`` when given, or None.
 
     With ``lock`` the row stays locked until the caller's transaction ends,
-    as ``select_for_update()`` does, where the database supports it.
+    as ``select_for_update()`` does, where the database supports it, and as
+    there, a lock outside a transaction raises TransactionManagementError.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     locks = lock and connection.features.has_select_for_update
+    if locks and connection.get_autocommit():
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
     params = [Job._meta.pk.get_db_prep_value(job_id, connection)]
     if team_id is not None:
         params.append(team_id)

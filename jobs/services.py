@@ -795,8 +795,8 @@ def _close_job(
     Returns the totals it was charged for and its team, locked, with the
     balance after the charge.
     """
-    team = lock_team(job.team_id)
     totals = job_totals(job)
+    team = lock_team(job.team_id)
     credits = credits_for_job(team=team, status=status, totals=totals)
     settle_job(
         job=job,

@@ -138,7 +138,8 @@ ORGANIZATION_COLUMNS = ModelColumns(Organization, "o")
 def unrevoked_key_sql(vendor: str, digest_count: int) -> str:
     """Return the SELECT of an unrevoked key by digest, with its team and organization.
 
-    It orders by id and takes the first row, as ``QuerySet.first()`` does.
+    Digests are unique, and no two keys share a digest under different
+    secrets, so the statement matches one key at the most.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     key, team, organization = KEY_COLUMNS, TEAM_COLUMNS, ORGANIZATION_COLUMNS
@@ -153,8 +154,7 @@ def unrevoked_key_sql(vendor: str, digest_count: int) -> str:
         f"ON {organization.column(connection, 'id')} "
         f"= {team.column(connection, 'organization')} "
         f"WHERE {key.column(connection, 'revoked_at')} IS NULL "
-        f"AND {key.column(connection, 'digest')} IN ({placeholders}) "
-        f"ORDER BY {key.column(connection, 'id')} ASC LIMIT 1"
+        f"AND {key.column(connection, 'digest')} IN ({placeholders}) LIMIT 1"
     )
 
 

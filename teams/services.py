@@ -478,8 +478,14 @@ def revoke_expired_keys(
 
 
 def lock_team(team_id: str) -> Team:
-    """Return the team, locked until the caller's transaction ends, or raise 404."""
-    team = Team.objects.select_for_update().filter(pk=team_id).first()
+    """Return the team, locked until the caller's transaction ends, or raise 404.
+
+    The lock is FOR NO KEY UPDATE on PostgreSQL: it serializes changes of
+    the balance but lets rows that reference the team (jobs, calls, ledger
+    rows) be inserted meanwhile, because their foreign key checks take only
+    a key-share lock.
+    """
+    team = Team.objects.select_for_update(no_key=True).filter(pk=team_id).first()
     if team is None:
         raise NotFound(f"Team '{team_id}' not found.", code="team_not_found")
     return team
@@ -591,7 +597,10 @@ def settle_job(
     kept equal to the row's. Returns the deduction, or None for a job
     charged nothing.
     """
-    team = team or lock_team(job.team_id)
+    if team is None:
+        team = lock_team(job.team_id)
+    elif team.pk != job.team_id:
+        raise ValueError(f"Job {job.id} is not a job of team {team.pk}.")
     entry = None
     if credits:
         entry = _write_ledger(

@@ -135,6 +135,7 @@ def test_markup_raises_client_cost_and_usd_charge(
     )
     expected = max(1, int(call.client_cost_usd * 100000))
     assert response.json()["costs"]["credits_charged"] == expected
+    assert response.json()["costs"]["credits_remaining"] == 100 - expected
     assert Team.objects.get(pk=paying.id).credits_remaining == 100 - expected
     assert Team.objects.get(pk=paying.id).credits_held == 0
 

@@ -1,9 +1,11 @@
 """Rows read by hand-written SQL equal the instances the ORM reads."""
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import TransactionManagementError, connection
 from django.utils import timezone
 
 from catalog.cache import bump_catalog_version, read_catalog_version
@@ -65,6 +67,24 @@ def test_job_read_matches_orm_per_team(team, outsider):
     assert field_values(read) == field_values(Job.objects.get(pk=job.id))
     assert rows.read_job(job.id, team_id=outsider.team.pk) is None
     assert rows.lock_job(job.id).pk == job.pk
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    not connection.features.has_select_for_update, reason="no row locks"
+)
+def test_job_lock_needs_transaction(team):
+    job = Job.objects.create(
+        team=team.team, organization_id=team.team.organization_id, job_type="report"
+    )
+
+    with pytest.raises(TransactionManagementError):
+        rows.lock_job(job.id)
+
+
+def test_job_lock_of_missing_job_raises(db):
+    with pytest.raises(Job.DoesNotExist):
+        rows.lock_job(uuid.uuid4())
 
 
 def test_admission_stops_at_limit_and_close(team):
