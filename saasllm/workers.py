@@ -34,6 +34,11 @@ class GatewayServer(Server):
 class GatewayWorker(UvicornWorker):
     """uvicorn's gunicorn worker, ending calls still in flight at the deadline."""
 
+    # uvloop's event loop and httptools' HTTP parser are written in C; with
+    # asyncio's loop and the pure-Python h11 parser a request costs the
+    # worker more CPU (see docs/benchmarks.md).
+    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools"}
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.timeout_graceful_shutdown = max(
