@@ -9,7 +9,8 @@ than as SQL, so they are written here once from the model's metadata (see
 import functools
 import uuid
 
-from django.db import DEFAULT_DB_ALIAS, TransactionManagementError, connections
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.transaction import TransactionManagementError
 
 from jobs.models import Job
 from saasllm.rows import ModelColumns

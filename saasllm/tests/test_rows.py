@@ -5,7 +5,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import TransactionManagementError, connection
+from django.db import connection
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from catalog.cache import bump_catalog_version, read_catalog_version
