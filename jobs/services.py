@@ -8,6 +8,7 @@ during the provider call.
 
 import logging
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -306,22 +307,52 @@ def finish_single_call(
 ) -> tuple[LLMCall, "Completion"]:
     """Record the single call and close its job: completed on success, else failed.
 
-    Both steps are retried through a short database outage (see
-    ``record_call``). Closing again a job that an earlier try closed
-    returns the same result without a second charge.
+    While the call is the job's only one, a single transaction records it
+    and closes the job. Otherwise (a call made meanwhile with the job's id,
+    or a retry that finds the call already stored) the job is closed as
+    ``complete_job`` does, where closing again a job that an earlier try
+    closed returns the same result without a second charge. Both are
+    retried through a short database outage (see ``record_call``).
     """
-    call = record_call(
-        context=context, outcome=outcome, purpose=purpose, request_data=request_data
-    )
     error = outcome.error
     status = Job.Status.FAILED if error else Job.Status.COMPLETED
+    error_message = error.message if error else ""
+    closed: list[Completion] = []
+
+    def close_with_call(job: Job, call: LLMCall, changed: list[str]) -> None:
+        closed.clear()
+        totals, team = _close_job(
+            job,
+            status=status,
+            metadata=None,
+            error_message=error_message,
+            totals=call_totals(call),
+            changed=changed,
+        )
+        completion = Completion(
+            job=job,
+            totals=totals,
+            credits_remaining=team.credits_remaining,
+            calls=[call],
+        )
+        closed.append(completion)
+
+    call = record_call(
+        context=context,
+        outcome=outcome,
+        purpose=purpose,
+        request_data=request_data,
+        close_job=close_with_call,
+    )
+    if closed:
+        return call, closed[0]
 
     def close_job(retried: bool) -> Completion:
         return complete_job(
             team=context.team,
             job_id=context.job.id,
             status=status,
-            error_message=error.message if error else "",
+            error_message=error_message,
         )
 
     try:
@@ -460,6 +491,7 @@ def record_call(
     purpose: str = "",
     call_metadata: dict | None = None,
     request_data: dict | None = None,
+    close_job: "CloseWithCall | None" = None,
 ) -> LLMCall:
     """Store a finished call, successful or failed, and start the job if pending.
 
@@ -468,6 +500,8 @@ def record_call(
     so the transaction is retried through a database outage of up to
     DATABASE_RETRY_SECONDS. The call's id is fixed before the first try, so
     a try whose COMMIT succeeded unacknowledged is found, not stored twice.
+    When the call is its open job's only one, ``close_job`` closes the job
+    in the same transaction.
     """
     try:
         call = build_call(
@@ -486,6 +520,7 @@ def record_call(
                 accrued=accrued,
                 call_metadata=call_metadata if succeeded else None,
                 retried=retried,
+                close_job=close_job,
             )
 
         try:
@@ -579,6 +614,11 @@ def call_credits(*, team: Team, call: LLMCall) -> Decimal:
     return Decimal(0)
 
 
+# Closes a locked job in the transaction that stores its only call, given
+# the job, the call and the job's fields that landing the call changed.
+CloseWithCall = Callable[[Job, LLMCall, list[str]], None]
+
+
 def _store_call(
     context: CallContext,
     call: LLMCall,
@@ -586,6 +626,7 @@ def _store_call(
     accrued: Decimal,
     call_metadata: dict | None,
     retried: bool,
+    close_job: CloseWithCall | None = None,
 ) -> None:
     """Insert the call and update its job, unless an earlier try stored them.
 
@@ -595,25 +636,45 @@ def _store_call(
     job = rows.lock_job(context.job.id)
     if retried and LLMCall.objects.filter(pk=call.pk).exists():
         return
+    if close_job is not None and job.is_open and job.call_count == 1:
+        changed = _land_call(
+            context, job=job, accrued=accrued, call_metadata=call_metadata
+        )
+        call.save(force_insert=True)
+        close_job(job, call, changed)
+        return
     _finish_call(context, job=job, accrued=accrued, call_metadata=call_metadata)
     call.save(force_insert=True)
+
+
+def _land_call(
+    context: CallContext, *, job: Job, accrued: Decimal, call_metadata: dict | None
+) -> list[str]:
+    """Take a finished call out of its locked job's flight, accrue, start the job.
+
+    Changes ``job`` in memory only and returns the fields it changed.
+    """
+    job.calls_in_flight = max(job.calls_in_flight - 1, 0)
+    job.accrued_credits += accrued
+    job.credits_reserved = max(job.credits_reserved - context.reservation, Decimal(0))
+    changed = ["calls_in_flight", "accrued_credits", "credits_reserved"]
+    if job.status == Job.Status.PENDING:
+        job.status = Job.Status.IN_PROGRESS
+        job.started_at = timezone.now()
+        changed += ["status", "started_at"]
+    if call_metadata:
+        job.metadata = {**(job.metadata or {}), **call_metadata}
+        changed.append("metadata")
+    return changed
 
 
 def _finish_call(
     context: CallContext, *, job: Job, accrued: Decimal, call_metadata: dict | None
 ):
-    """Take a finished call out of its locked job's flight, accrue, start the job."""
-    job.calls_in_flight = max(job.calls_in_flight - 1, 0)
-    job.accrued_credits += accrued
-    job.credits_reserved = max(job.credits_reserved - context.reservation, Decimal(0))
-    update_fields = ["calls_in_flight", "accrued_credits", "credits_reserved"]
-    if job.status == Job.Status.PENDING:
-        job.status = Job.Status.IN_PROGRESS
-        job.started_at = timezone.now()
-        update_fields += ["status", "started_at"]
-    if call_metadata:
-        job.metadata = {**(job.metadata or {}), **call_metadata}
-        update_fields.append("metadata")
+    """Land a finished call on its locked job and save the job."""
+    update_fields = _land_call(
+        context, job=job, accrued=accrued, call_metadata=call_metadata
+    )
     if job.is_open and context.team.budget_mode != Team.BudgetMode.JOB_BASED:
         # The call's cost is already incurred, so the hold grows even past
         # the team's available balance: this is the bounded overdraw.
@@ -699,6 +760,22 @@ def job_totals(job: Job) -> dict:
         totals[name] = Decimal(totals[name] or 0)
     totals["avg_latency_ms"] = round(totals["avg_latency_ms"] or 0)
     return totals
+
+
+def call_totals(call: LLMCall) -> dict:
+    """Return what ``job_totals`` returns for a job whose only call is ``call``."""
+    succeeded = call.error_code == ""
+    return {
+        "total_calls": 1,
+        "successful_calls": int(succeeded),
+        "total_tokens": call.total_tokens if succeeded else 0,
+        "prompt_tokens": call.prompt_tokens if succeeded else 0,
+        "completion_tokens": call.completion_tokens if succeeded else 0,
+        "total_cost_usd": call.client_cost_usd,
+        "provider_cost_usd": call.provider_cost_usd,
+        "avg_latency_ms": call.latency_ms,
+        "failed_calls": int(not succeeded),
+    }
 
 
 def credits_for_job(*, team: Team, status: str, totals: dict) -> int:
@@ -788,14 +865,23 @@ def complete_job(
 
 
 def _close_job(
-    job: Job, *, status: str, metadata: dict | None, error_message: str
+    job: Job,
+    *,
+    status: str,
+    metadata: dict | None,
+    error_message: str,
+    totals: dict | None = None,
+    changed: Iterable[str] = (),
 ) -> tuple[dict, Team]:
     """Settle and close the locked job.
 
+    ``totals`` are the job's ``job_totals`` when the caller knows them, and
+    ``changed`` names fields the caller changed on ``job`` and did not save.
     Returns the totals it was charged for and its team, locked, with the
     balance after the charge.
     """
-    totals = job_totals(job)
+    if totals is None:
+        totals = job_totals(job)
     team = lock_team(job.team_id)
     credits = credits_for_job(team=team, status=status, totals=totals)
     settle_job(
@@ -822,6 +908,7 @@ def _close_job(
             "credits_held",
             "metadata",
             "error_message",
+            *changed,
         ]
     )
     logger.info("Closed job %s as %s, charged %s credits", job.id, status, credits)

@@ -34,10 +34,11 @@ ROTATED_KEY = "sk-provider-rotated-0123456789"
 # open job: key, job, catalog token, admit (1 UPDATE), then record_call
 #   (SAVEPOINT, INSERT call, lock job, UPDATE job, RELEASE) = 9.
 # own job: key, catalog token, open_single_call_job (SAVEPOINT, hold, INSERT
-#   job, RELEASE), record_call (5), complete_job (SAVEPOINT, lock job, lock
-#   team, totals, ledger row, UPDATE team, UPDATE job, calls, RELEASE) = 20.
+#   job, RELEASE), then one transaction records the call and closes the job
+#   (SAVEPOINT, lock job, INSERT call, lock team, ledger row, UPDATE team,
+#   UPDATE job, RELEASE) = 14.
 OPEN_JOB_QUERIES = 9
-OWN_JOB_QUERIES = 20
+OWN_JOB_QUERIES = 14
 # The catalog pieces a cold cache loads: active aliases, the team's aliases
 # and the organization's credentials.
 CATALOG_LOAD_QUERIES = 3

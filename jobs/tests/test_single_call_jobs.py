@@ -1,0 +1,106 @@
+"""Jobs of one call: the call is stored and the job closed in one transaction."""
+
+from decimal import Decimal
+
+import pytest
+
+from catalog.providers import ChatResult, ProviderError
+from jobs import services
+from jobs.models import Job, LLMCall
+from saasllm.errors import Conflict
+from teams.models import CreditTransaction, Team
+
+pytestmark = pytest.mark.django_db
+
+
+def open_single_call(fixture) -> services.CallContext:
+    return services.prepare_single_call(
+        authorization=f"Bearer {fixture.key}",
+        new_job=services.NewJobRequest(job_type="single"),
+        alias_name="chat-fast",
+    )
+
+
+def answered() -> services.CallOutcome:
+    result = ChatResult(
+        content="Echo",
+        finish_reason="stop",
+        tool_calls=None,
+        prompt_tokens=700,
+        completion_tokens=500,
+    )
+    return services.CallOutcome(latency_ms=12, result=result)
+
+
+def failed() -> services.CallOutcome:
+    error = ProviderError("The provider timed out.", code="provider_timeout")
+    return services.CallOutcome(latency_ms=30, error=error)
+
+
+@pytest.mark.parametrize("outcome", [answered, failed])
+def test_call_totals_equal_job_totals(team_factory, outcome):
+    usd_team = team_factory(
+        "usd-team",
+        credits=100,
+        budget_mode=Team.BudgetMode.CONSUMPTION_USD,
+        credits_per_dollar=Decimal("100000"),
+    )
+    context = open_single_call(usd_team)
+
+    call, completion = services.finish_single_call(context=context, outcome=outcome())
+
+    job = Job.objects.get(pk=context.job.id)
+    assert completion.totals == services.job_totals(job)
+    assert completion.calls == [call]
+    assert (
+        completion.credits_remaining
+        == Team.objects.get(pk=usd_team.id).credits_remaining
+    )
+
+
+def test_single_call_job_closes_with_its_call(team):
+    context = open_single_call(team)
+
+    call, completion = services.finish_single_call(context=context, outcome=answered())
+
+    job = Job.objects.get(pk=context.job.id)
+    assert job.status == Job.Status.COMPLETED
+    assert job.calls_in_flight == 0
+    assert job.credits_held == 0
+    assert job.credits_charged == 1
+    assert job.started_at is not None
+    assert job.completed_at is not None
+    assert completion.job.status == Job.Status.COMPLETED
+    assert completion.credits_remaining == 9
+    assert LLMCall.objects.get(job=job) == call
+    deductions = CreditTransaction.objects.filter(job=job, type="deduction")
+    assert [entry.amount for entry in deductions] == [-1]
+
+
+def test_failed_single_call_closes_job_unpaid(team):
+    context = open_single_call(team)
+
+    services.finish_single_call(context=context, outcome=failed())
+
+    job = Job.objects.get(pk=context.job.id)
+    assert job.status == Job.Status.FAILED
+    assert job.error_message == "The provider timed out."
+    assert job.credits_charged == 0
+    assert Team.objects.get(pk=team.id).credits_remaining == 10
+    assert Team.objects.get(pk=team.id).credits_held == 0
+
+
+def test_second_call_on_job_keeps_it_open(team):
+    # A streamed job's id reaches the client before the stream ends, so the
+    # client can make another call on it meanwhile.
+    context = open_single_call(team)
+    services.admit_call(team=context.team, job_id=context.job.id)
+
+    with pytest.raises(Conflict) as raised:
+        services.finish_single_call(context=context, outcome=answered())
+
+    assert raised.value.code == "calls_in_flight"
+    job = Job.objects.get(pk=context.job.id)
+    assert job.status == Job.Status.IN_PROGRESS
+    assert job.calls_in_flight == 1
+    assert LLMCall.objects.filter(job=job).count() == 1
