@@ -4,12 +4,35 @@ import socket
 import pytest
 
 from catalog.models import ModelAlias
+from catalog.providers import ChatResult
+from jobs import services
 
 
 def post_json(client, path, body, headers):
     return client.post(
         path, data=json.dumps(body), content_type="application/json", **headers
     )
+
+
+def open_single_call(fixture, job_type="single") -> services.CallContext:
+    """Open a one-call job for ``fixture``'s team, as create-and-call does."""
+    return services.prepare_single_call(
+        authorization=f"Bearer {fixture.key}",
+        new_job=services.NewJobRequest(job_type=job_type),
+        alias_name="chat-fast",
+    )
+
+
+def answered(prompt_tokens=7, completion_tokens=5) -> services.CallOutcome:
+    """Return the outcome of a call the provider answered."""
+    result = ChatResult(
+        content="Echo",
+        finish_reason="stop",
+        tool_calls=None,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+    return services.CallOutcome(latency_ms=12, result=result)
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from django.db import OperationalError, connection
 from django.test import override_settings
 
-from catalog.providers import ChatResult
 from jobs import services
 from jobs.models import Job, LLMCall
+from jobs.tests.conftest import answered, open_single_call
 from saasllm.database import atomic_with_retry, run_with_retry
 from teams.models import CreditTransaction, Team
 
@@ -32,25 +32,6 @@ def token_team(team_factory):
         budget_mode=Team.BudgetMode.CONSUMPTION_TOKENS,
         tokens_per_credit=1,
     )
-
-
-def open_single_call(fixture) -> services.CallContext:
-    return services.prepare_single_call(
-        authorization=f"Bearer {fixture.key}",
-        new_job=services.NewJobRequest(job_type="retry"),
-        alias_name="chat-fast",
-    )
-
-
-def answered() -> services.CallOutcome:
-    result = ChatResult(
-        content="Echo",
-        finish_reason="stop",
-        tool_calls=None,
-        prompt_tokens=7,
-        completion_tokens=5,
-    )
-    return services.CallOutcome(latency_ms=12, result=result)
 
 
 @pytest.fixture
@@ -77,7 +58,7 @@ def lose_commit_acknowledgement(monkeypatch):
 
 
 def test_lost_commit_stores_call_once(token_team, lose_commit_acknowledgement):
-    context = open_single_call(token_team)
+    context = open_single_call(token_team, "retry")
     lose_commit_acknowledgement()
 
     call = services.record_call(context=context, outcome=answered())
@@ -92,7 +73,7 @@ def test_lost_commit_stores_call_once(token_team, lose_commit_acknowledgement):
 
 
 def test_lost_commit_of_close_charges_once(token_team, lose_commit_acknowledgement):
-    context = open_single_call(token_team)
+    context = open_single_call(token_team, "retry")
     # The one transaction that stores the job's only call and closes the job.
     lose_commit_acknowledgement(1)
 
@@ -112,7 +93,7 @@ def test_lost_commit_of_close_charges_once(token_team, lose_commit_acknowledgeme
 
 @override_settings(DATABASE_RETRY_SECONDS=0.3)
 def test_record_gives_up_after_retry_window(team, monkeypatch, caplog):
-    context = open_single_call(team)
+    context = open_single_call(team, "retry")
 
     def unreachable(*args, **kwargs):
         raise OperationalError("connection refused")

@@ -4,32 +4,14 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.providers import ChatResult, ProviderError
+from catalog.providers import ProviderError
 from jobs import services
 from jobs.models import Job, LLMCall
+from jobs.tests.conftest import answered, open_single_call
 from saasllm.errors import Conflict
 from teams.models import CreditTransaction, Team
 
 pytestmark = pytest.mark.django_db
-
-
-def open_single_call(fixture) -> services.CallContext:
-    return services.prepare_single_call(
-        authorization=f"Bearer {fixture.key}",
-        new_job=services.NewJobRequest(job_type="single"),
-        alias_name="chat-fast",
-    )
-
-
-def answered() -> services.CallOutcome:
-    result = ChatResult(
-        content="Echo",
-        finish_reason="stop",
-        tool_calls=None,
-        prompt_tokens=700,
-        completion_tokens=500,
-    )
-    return services.CallOutcome(latency_ms=12, result=result)
 
 
 def failed() -> services.CallOutcome:
@@ -37,7 +19,9 @@ def failed() -> services.CallOutcome:
     return services.CallOutcome(latency_ms=30, error=error)
 
 
-@pytest.mark.parametrize("outcome", [answered, failed])
+@pytest.mark.parametrize(
+    "outcome", [lambda: answered(700, 500), failed], ids=["answered", "failed"]
+)
 def test_call_totals_equal_job_totals(team_factory, outcome):
     usd_team = team_factory(
         "usd-team",
@@ -61,7 +45,9 @@ def test_call_totals_equal_job_totals(team_factory, outcome):
 def test_single_call_job_closes_with_its_call(team):
     context = open_single_call(team)
 
-    call, completion = services.finish_single_call(context=context, outcome=answered())
+    call, completion = services.finish_single_call(
+        context=context, outcome=answered(700, 500)
+    )
 
     job = Job.objects.get(pk=context.job.id)
     assert job.status == Job.Status.COMPLETED
@@ -97,7 +83,7 @@ def test_second_call_on_job_keeps_it_open(team):
     services.admit_call(team=context.team, job_id=context.job.id)
 
     with pytest.raises(Conflict) as raised:
-        services.finish_single_call(context=context, outcome=answered())
+        services.finish_single_call(context=context, outcome=answered(700, 500))
 
     assert raised.value.code == "calls_in_flight"
     job = Job.objects.get(pk=context.job.id)
