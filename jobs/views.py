@@ -6,7 +6,6 @@ from functools import partial
 from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from catalog.providers.sse import encode_event
 from jobs import calling, presenters, services
@@ -35,7 +34,7 @@ from saasllm.authentication import (
     parse_bearer,
 )
 from saasllm.ratelimit import TeamRateLimitMixin
-from saasllm.views import AsyncAPIView
+from saasllm.views import AsyncAPIView, StepAPIView
 from teams.models import Team
 
 # Error statuses every team endpoint can return, in the one error shape.
@@ -51,7 +50,7 @@ def validated(serializer_class, data, **kwargs):
     return serializer
 
 
-class TeamAPIView(TeamRateLimitMixin, APIView):
+class TeamAPIView(TeamRateLimitMixin, StepAPIView):
     authentication_classes = [VirtualKeyAuthentication]
     permission_classes = [IsTeam]
 

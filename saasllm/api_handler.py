@@ -1,11 +1,12 @@
-"""A lean way into Django for the team API's call path.
+"""A lean way into Django for the team API.
 
 Under ASGI, Django 5.2 runs every synchronous piece of a request in a thread
 through ``sync_to_async``: each ``MiddlewareMixin`` middleware twice, the
 ``request_started`` and ``request_finished`` receivers, and the closing of
 the response. Each such hop costs CPU and, with many calls in flight, a
-thread. The views that make provider calls need none of what those pieces
-do (sessions, CSRF, messages, signed-in users), so ``route_requests`` sends
+thread. The team API's views, those that make provider calls and those that
+read a team's jobs and credits, need none of what those pieces do
+(sessions, CSRF, messages, signed-in users), so ``route_requests`` sends
 their requests to ``TeamApiHandler``. That handler runs only middleware that
 works on the event loop and sends no request signals. Its views therefore
 give their database connection back themselves, at the end of each
@@ -215,7 +216,9 @@ def close_response(response) -> None:
 def serves_team_api(path: str) -> bool:
     """Return True when ``path`` resolves to a view that TeamApiHandler serves.
 
-    Such a view's class sets ``team_api_handler = True`` and is async.
+    Such a view's class sets ``team_api_handler = True``, and the view
+    itself is a coroutine function: an async view, or a synchronous one
+    that ``saasllm.views.StepAPIView`` runs in a database step.
     """
     try:
         match = get_resolver().resolve(path)
@@ -225,7 +228,7 @@ def serves_team_api(path: str) -> bool:
     return bool(
         view_class is not None
         and getattr(view_class, "team_api_handler", False)
-        and getattr(view_class, "view_is_async", False)
+        and iscoroutinefunction(match.func)
     )
 
 

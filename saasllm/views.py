@@ -1,5 +1,7 @@
 """Shared view plumbing."""
 
+import functools
+
 from asgiref.sync import markcoroutinefunction
 from django.apps import apps
 from django.db.models import Model, QuerySet
@@ -11,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import Actor, audit_value, record
+from saasllm.api_handler import database_step
 from saasllm.authentication import (
     AdminKeyAuthentication,
     AdminPrincipal,
@@ -61,6 +64,33 @@ class AsyncAPIView(APIView):
 
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return as_plain_response(self.response)
+
+
+class StepAPIView(APIView):
+    """A synchronous DRF view that TeamApiHandler serves in one database step.
+
+    The whole of the view runs in one ``database_step``: authentication,
+    the handler, and the rendering of its response. Under Django's own
+    handler (the test client) the step runs as ``database_step`` describes.
+    """
+
+    team_api_handler = True
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        view = super().as_view(**initkwargs)
+
+        async def step_view(request, *args, **kwargs):
+            return await database_step(render_view, view, request, *args, **kwargs)
+
+        # Keeps view_class, cls, initkwargs and csrf_exempt, which Django's
+        # URL resolver and DRF's schema generator read.
+        return functools.update_wrapper(step_view, view)
+
+
+def render_view(view, request, *args, **kwargs) -> HttpResponse:
+    """Call a synchronous view and return its response rendered."""
+    return as_plain_response(view(request, *args, **kwargs))
 
 
 def as_plain_response(response) -> HttpResponse:

@@ -26,9 +26,17 @@ CALL_BODY = {"model": "chat-fast", "messages": [{"role": "user", "content": "hi"
         f"/api/jobs/{JOB_ID}/llm-call-stream",
         f"/api/jobs/{JOB_ID}/complete",
         "/v1/chat/completions",
+        f"/api/jobs/{JOB_ID}",
+        f"/api/jobs/{JOB_ID}/costs",
+        f"/api/jobs/{JOB_ID}/metadata",
+        "/api/teams/acme-research/usage",
+        "/api/teams/acme-research/jobs",
+        "/api/credits/teams/acme-research/balance",
+        "/api/credits/teams/acme-research/transactions",
+        "/v1/models",
     ],
 )
-def test_call_path_served_by_team_handler(path):
+def test_team_api_served_by_team_handler(path):
     assert serves_team_api(path)
 
 
@@ -37,8 +45,9 @@ def test_call_path_served_by_team_handler(path):
     [
         "/admin/",
         "/admin/teams/team/",
-        f"/api/jobs/{JOB_ID}",
-        "/v1/models",
+        "/api/teams",
+        "/api/organizations",
+        "/api/jobs/teams/acme-research",
         "/healthz",
         "/metrics",
         "/no/such/path",
@@ -180,6 +189,29 @@ def test_job_round_trip(server, team):
     assert completed.status_code == 200
     assert completed.json()["costs"]["credits_charged"] == 1
     assert "X-RateLimit-Limit-Requests" not in created.headers
+
+
+def test_team_reads_served_in_one_step(server, team, signals_sent):
+    headers = {"Authorization": f"Bearer {team.key}"}
+    created = httpx.post(
+        server + "/api/jobs/create", json={"job_type": "check"}, headers=headers
+    )
+    job_id = created.json()["job_id"]
+
+    job = httpx.get(server + f"/api/jobs/{job_id}", headers=headers)
+    balance = httpx.get(
+        server + f"/api/credits/teams/{team.id}/balance", headers=headers
+    )
+    unknown = httpx.get(server + f"/api/jobs/{JOB_ID}", headers=headers)
+
+    assert job.status_code == 200
+    assert job.json()["job_id"] == job_id
+    assert job.headers["X-Content-Type-Options"] == "nosniff"
+    assert balance.status_code == 200
+    assert balance.json()["credits_held"] == 1
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "job_not_found"
+    assert signals_sent == []
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
