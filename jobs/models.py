@@ -140,7 +140,19 @@ class LLMCall(models.Model):
                 include=TOTALS_COLUMNS,
                 name="llmcall_created_totals_idx",
             ),
-            models.Index(fields=["job", "created_at"], name="llmcall_job_created_idx"),
+            # Covers the totals of a job and the calls of a team's usage
+            # report, which reaches calls through their jobs.
+            models.Index(
+                fields=["job", "created_at"],
+                include=(
+                    *TOTALS_COLUMNS,
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "latency_ms",
+                    "team",
+                ),
+                name="llmcall_job_totals_idx",
+            ),
             models.Index(
                 fields=["team", "-created_at"], name="llmcall_team_created_idx"
             ),

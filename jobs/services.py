@@ -326,7 +326,7 @@ def finish_single_call(
             status=status,
             metadata=None,
             error_message=error_message,
-            totals=call_totals(call),
+            totals=only_call_totals(call),
             changed=changed,
         )
         completion = Completion(
@@ -762,7 +762,7 @@ def job_totals(job: Job) -> dict:
     return totals
 
 
-def call_totals(call: LLMCall) -> dict:
+def only_call_totals(call: LLMCall) -> dict:
     """Return what ``job_totals`` returns for a job whose only call is ``call``."""
     succeeded = call.error_code == ""
     return {

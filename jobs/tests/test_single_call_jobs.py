@@ -22,7 +22,7 @@ def failed() -> services.CallOutcome:
 @pytest.mark.parametrize(
     "outcome", [lambda: answered(700, 500), failed], ids=["answered", "failed"]
 )
-def test_call_totals_equal_job_totals(team_factory, outcome):
+def test_only_call_totals_equal_job_totals(team_factory, outcome):
     usd_team = team_factory(
         "usd-team",
         credits=100,
