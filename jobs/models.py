@@ -140,8 +140,8 @@ class LLMCall(models.Model):
                 include=TOTALS_COLUMNS,
                 name="llmcall_created_totals_idx",
             ),
-            # Covers the totals of a job and the calls of a team's usage
-            # report, which reaches calls through their jobs.
+            # A team's usage report reaches calls through their jobs, and its
+            # sums then read only this index.
             models.Index(
                 fields=["job", "created_at"],
                 include=(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.db import transaction
-from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
 from catalog.cache import current_catalog
@@ -321,12 +320,13 @@ def finish_single_call(
 
     def close_with_call(job: Job, call: LLMCall, changed: list[str]) -> None:
         closed.clear()
-        totals, team = _close_job(
+        totals = calls_totals([call])
+        team = _close_job(
             job,
             status=status,
             metadata=None,
             error_message=error_message,
-            totals=only_call_totals(call),
+            totals=totals,
             changed=changed,
         )
         completion = Completion(
@@ -740,41 +740,27 @@ def abandon_call(*, context: CallContext) -> None:
         release_connection()
 
 
-def job_totals(job: Job) -> dict:
-    """Aggregate a job's calls in one query."""
-    succeeded = Q(error_code="")
-    totals = LLMCall.objects.filter(job=job).aggregate(
-        total_calls=Count("id"),
-        successful_calls=Count("id", filter=succeeded),
-        total_tokens=Sum("total_tokens", filter=succeeded),
-        prompt_tokens=Sum("prompt_tokens", filter=succeeded),
-        completion_tokens=Sum("completion_tokens", filter=succeeded),
-        total_cost_usd=Sum("client_cost_usd"),
-        provider_cost_usd=Sum("provider_cost_usd"),
-        avg_latency_ms=Avg("latency_ms"),
-    )
-    totals["failed_calls"] = totals["total_calls"] - totals["successful_calls"]
-    for name in ("total_tokens", "prompt_tokens", "completion_tokens"):
-        totals[name] = totals[name] or 0
-    for name in ("total_cost_usd", "provider_cost_usd"):
-        totals[name] = Decimal(totals[name] or 0)
-    totals["avg_latency_ms"] = round(totals["avg_latency_ms"] or 0)
-    return totals
+def calls_totals(calls: Iterable[LLMCall]) -> dict:
+    """Return the totals of a job's calls: counts, tokens, costs, mean latency.
 
-
-def only_call_totals(call: LLMCall) -> dict:
-    """Return what ``job_totals`` returns for a job whose only call is ``call``."""
-    succeeded = call.error_code == ""
+    Tokens count only successful calls. Costs count every call, and a
+    failed call costs the team nothing.
+    """
+    calls = list(calls)
+    succeeded = [call for call in calls if call.error_code == ""]
+    latency = sum(call.latency_ms for call in calls)
     return {
-        "total_calls": 1,
-        "successful_calls": int(succeeded),
-        "total_tokens": call.total_tokens if succeeded else 0,
-        "prompt_tokens": call.prompt_tokens if succeeded else 0,
-        "completion_tokens": call.completion_tokens if succeeded else 0,
-        "total_cost_usd": call.client_cost_usd,
-        "provider_cost_usd": call.provider_cost_usd,
-        "avg_latency_ms": call.latency_ms,
-        "failed_calls": int(not succeeded),
+        "total_calls": len(calls),
+        "successful_calls": len(succeeded),
+        "failed_calls": len(calls) - len(succeeded),
+        "total_tokens": sum(call.total_tokens for call in succeeded),
+        "prompt_tokens": sum(call.prompt_tokens for call in succeeded),
+        "completion_tokens": sum(call.completion_tokens for call in succeeded),
+        "total_cost_usd": sum((call.client_cost_usd for call in calls), Decimal(0)),
+        "provider_cost_usd": sum(
+            (call.provider_cost_usd for call in calls), Decimal(0)
+        ),
+        "avg_latency_ms": round(Decimal(latency) / len(calls)) if calls else 0,
     }
 
 
@@ -819,43 +805,34 @@ def complete_job(
     """
     with transaction.atomic():
         job = get_job_for_team(team=team, job_id=job_id, lock=True)
-        totals = None
-        if not job.is_open:
-            if job.status != status:
-                raise Conflict(
-                    f"The job is already {job.status}; it cannot become {status}.",
-                    code="job_already_closed",
-                )
-        elif status == Job.Status.COMPLETED and job.calls_in_flight:
+        if not job.is_open and job.status != status:
+            raise Conflict(
+                f"The job is already {job.status}; it cannot become {status}.",
+                code="job_already_closed",
+            )
+        if job.is_open and status == Job.Status.COMPLETED and job.calls_in_flight:
             raise Conflict(
                 f"The job has {job.calls_in_flight} calls in flight. Complete it "
                 "after they return, or close it as failed or cancelled.",
                 code="calls_in_flight",
             )
-        else:
-            # No call of this job can be inserted while the job's row is
-            # locked (the insert's foreign key check waits for the lock), so
-            # the totals the charge was computed from are still current.
-            totals, locked_team = _close_job(
-                job, status=status, metadata=metadata, error_message=error_message
+
+        # No call of this job can be inserted while the job's row is locked
+        # (the insert's foreign key check waits for the lock), so the calls
+        # the charge is computed from are all of them.
+        calls = list(job.calls.order_by("created_at").only(*COMPLETION_CALL_FIELDS))
+        totals = calls_totals(calls)
+        if job.is_open:
+            locked_team = _close_job(
+                job,
+                status=status,
+                metadata=metadata,
+                error_message=error_message,
+                totals=totals,
             )
             remaining = locked_team.credits_remaining
-        if totals is None:
-            totals = job_totals(job)
+        else:
             remaining = team_remaining_credits(team.pk)
-        calls = list(
-            job.calls.order_by("created_at").only(
-                # "job" too: without it Django loads each call's job_id in a
-                # query of its own to link the call back to ``job``.
-                "id",
-                "job",
-                "purpose",
-                "alias",
-                "total_tokens",
-                "latency_ms",
-                "error_message",
-            )
-        )
     return Completion(
         job=job,
         totals=totals,
@@ -864,24 +841,39 @@ def complete_job(
     )
 
 
+# The fields of a job's calls that completing the job reads: the totals'
+# and the response's. "job" too: without it Django loads each call's job_id
+# in a query of its own to link the call back to the job.
+COMPLETION_CALL_FIELDS = (
+    "id",
+    "job",
+    "purpose",
+    "alias",
+    "error_code",
+    "error_message",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "client_cost_usd",
+    "provider_cost_usd",
+    "latency_ms",
+)
+
+
 def _close_job(
     job: Job,
     *,
     status: str,
     metadata: dict | None,
     error_message: str,
-    totals: dict | None = None,
+    totals: dict,
     changed: Iterable[str] = (),
-) -> tuple[dict, Team]:
-    """Settle and close the locked job.
+) -> Team:
+    """Settle and close the locked job, charging it for its calls' ``totals``.
 
-    ``totals`` are the job's ``job_totals`` when the caller knows them, and
     ``changed`` names fields the caller changed on ``job`` and did not save.
-    Returns the totals it was charged for and its team, locked, with the
-    balance after the charge.
+    Returns the job's team, locked, with the balance after the charge.
     """
-    if totals is None:
-        totals = job_totals(job)
     team = lock_team(job.team_id)
     credits = credits_for_job(team=team, status=status, totals=totals)
     settle_job(
@@ -912,4 +904,4 @@ def _close_job(
         ]
     )
     logger.info("Closed job %s as %s, charged %s credits", job.id, status, credits)
-    return totals, team
+    return team

@@ -1,4 +1,4 @@
-"""Cover a job's call totals and a team's usage report with the job index.
+"""Cover the sums of a team's usage report with the job index of calls.
 
 The new index is built before the old one is dropped, so the calls of a job
 stay indexed throughout. SQLite ignores INCLUDE columns.

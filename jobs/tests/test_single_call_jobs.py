@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from django.db.models import Avg, Count, Q, Sum
+from django.db.models.functions import Coalesce
 
 from catalog.providers import ProviderError
 from jobs import services
@@ -22,7 +24,7 @@ def failed() -> services.CallOutcome:
 @pytest.mark.parametrize(
     "outcome", [lambda: answered(700, 500), failed], ids=["answered", "failed"]
 )
-def test_only_call_totals_equal_job_totals(team_factory, outcome):
+def test_totals_match_stored_calls(team_factory, outcome):
     usd_team = team_factory(
         "usd-team",
         credits=100,
@@ -33,13 +35,59 @@ def test_only_call_totals_equal_job_totals(team_factory, outcome):
 
     call, completion = services.finish_single_call(context=context, outcome=outcome())
 
-    job = Job.objects.get(pk=context.job.id)
-    assert completion.totals == services.job_totals(job)
-    assert completion.calls == [call]
-    assert (
-        completion.credits_remaining
-        == Team.objects.get(pk=usd_team.id).credits_remaining
+    succeeded = Q(error_code="")
+    stored = LLMCall.objects.filter(job_id=context.job.id).aggregate(
+        total_calls=Count("id"),
+        successful_calls=Count("id", filter=succeeded),
+        total_tokens=Coalesce(Sum("total_tokens", filter=succeeded), 0),
+        prompt_tokens=Coalesce(Sum("prompt_tokens", filter=succeeded), 0),
+        completion_tokens=Coalesce(Sum("completion_tokens", filter=succeeded), 0),
+        total_cost_usd=Sum("client_cost_usd"),
+        provider_cost_usd=Sum("provider_cost_usd"),
+        avg_latency_ms=Avg("latency_ms"),
     )
+    stored["failed_calls"] = stored["total_calls"] - stored["successful_calls"]
+    stored["avg_latency_ms"] = round(stored["avg_latency_ms"])
+    assert completion.totals == stored
+    assert completion.calls == [call]
+    team_row = Team.objects.get(pk=usd_team.id)
+    assert completion.credits_remaining == team_row.credits_remaining
+
+
+def test_calls_totals_of_several_calls(team):
+    calls = [
+        LLMCall(
+            total_tokens=10,
+            prompt_tokens=6,
+            completion_tokens=4,
+            client_cost_usd=Decimal("0.0000000003"),
+            provider_cost_usd=Decimal("0.0000000002"),
+            latency_ms=10,
+        ),
+        LLMCall(
+            error_code="provider_timeout",
+            total_tokens=5,
+            prompt_tokens=5,
+            client_cost_usd=Decimal(0),
+            provider_cost_usd=Decimal("0.0000000001"),
+            latency_ms=15,
+        ),
+    ]
+
+    totals = services.calls_totals(calls)
+
+    assert totals == {
+        "total_calls": 2,
+        "successful_calls": 1,
+        "failed_calls": 1,
+        "total_tokens": 10,
+        "prompt_tokens": 6,
+        "completion_tokens": 4,
+        "total_cost_usd": Decimal("0.0000000003"),
+        "provider_cost_usd": Decimal("0.0000000003"),
+        "avg_latency_ms": 12,
+    }
+    assert services.calls_totals([])["avg_latency_ms"] == 0
 
 
 def test_single_call_job_closes_with_its_call(team):
