@@ -1,5 +1,6 @@
 """Request body parsing for the API."""
 
+import math
 from itertools import chain
 
 from rest_framework import parsers
@@ -14,6 +15,9 @@ MAX_JSON_DEPTH = 100
 # DRF's CharField rejects U+0000 with this message. PostgreSQL cannot store it
 # in text or jsonb, so the parser rejects it in every string of a body.
 NULL_CHARACTER_MESSAGE = "Null characters are not allowed."
+# Python parses a number beyond the range of a double, such as 1e999, as
+# infinity, which neither JSON nor PostgreSQL's jsonb can store.
+NON_FINITE_MESSAGE = "Numbers must be finite: at most about 1.8e308 in size."
 
 
 class JSONTooDeep(ApiError):
@@ -22,7 +26,7 @@ class JSONTooDeep(ApiError):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with a limit on nesting depth and no U+0000 in strings."""
+    """DRF's JSON parser with a nesting limit, without U+0000 or infinite numbers."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
@@ -32,6 +36,10 @@ class JSONParser(parsers.JSONParser):
         if exceeds_depth(data, MAX_JSON_DEPTH):
             raise JSONTooDeep()
         errors = null_character_errors(data)
+        for field, messages in field_errors(
+            data, is_infinite, NON_FINITE_MESSAGE
+        ).items():
+            errors.setdefault(field, []).extend(messages)
         if errors:
             raise ValidationFailed(errors)
         return data
@@ -62,29 +70,45 @@ def null_character_errors(data) -> dict:
     A key with U+0000, or U+0000 in a body that is not an object, is reported
     under ``non_field_errors``.
     """
+    return field_errors(data, has_null_character, NULL_CHARACTER_MESSAGE)
+
+
+def field_errors(data, is_invalid, message: str) -> dict:
+    """Map each top-level field with a value or key that ``is_invalid`` to ``message``.
+
+    An invalid key, or an invalid value in a body that is not an object, is
+    reported under ``non_field_errors``.
+    """
     if not isinstance(data, dict):
-        if contains_null_character(data):
-            return {"non_field_errors": [NULL_CHARACTER_MESSAGE]}
+        if contains(data, is_invalid):
+            return {"non_field_errors": [message]}
         return {}
 
     errors = {}
     for key, value in data.items():
-        if "\x00" in key:
-            errors["non_field_errors"] = [NULL_CHARACTER_MESSAGE]
-        elif contains_null_character(value):
-            errors[key] = [NULL_CHARACTER_MESSAGE]
+        if is_invalid(key):
+            errors["non_field_errors"] = [message]
+        elif contains(value, is_invalid):
+            errors[key] = [message]
     return errors
 
 
-def contains_null_character(value) -> bool:
-    """Return whether any string in ``value``, dict keys included, has U+0000."""
+def has_null_character(item) -> bool:
+    return isinstance(item, str) and "\x00" in item
+
+
+def is_infinite(item) -> bool:
+    return isinstance(item, float) and math.isinf(item)
+
+
+def contains(value, is_invalid) -> bool:
+    """Return whether ``is_invalid`` holds for ``value`` or anything in it, keys too."""
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
+        if is_invalid(item):
+            return True
+        if isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list):

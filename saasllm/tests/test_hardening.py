@@ -476,6 +476,41 @@ def test_malformed_body_in_llm_call(client, team, job, body):
     assert job.calls.count() == 0
 
 
+INFINITE_NUMBER_CALL = (
+    '{"model": "chat-fast", "messages": [{"role": "user", "content": "hi"}], '
+    '"call_metadata": {"ratio": 1e999}}'
+)
+
+
+def test_infinite_number_in_call_is_422(client, team, job):
+    response = post_json(
+        client, f"/api/jobs/{job.id}/llm-call", INFINITE_NUMBER_CALL, **team.headers
+    )
+
+    assert_error(response, 422, "validation_error")
+    assert response.json()["errors"] == {
+        "call_metadata": ["Numbers must be finite: at most about 1.8e308 in size."]
+    }
+    job.refresh_from_db()
+    assert job.calls.count() == 0
+    assert job.calls_in_flight == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"job_type": "a", "metadata": {"n": -1e999}}', id="metadata"),
+        pytest.param('{"job_type": "a", "metadata": {"n": [1, 2e400]}}', id="list"),
+        pytest.param("[1e999]", id="array"),
+    ],
+)
+def test_infinite_number_is_422(client, team, body):
+    response = post_json(client, "/api/jobs/create", body, **team.headers)
+
+    assert_error(response, 422, "validation_error")
+    assert Job.objects.count() == 0
+
+
 @pytest.mark.parametrize(
     "body",
     [
