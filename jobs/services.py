@@ -310,8 +310,10 @@ def finish_single_call(
     and closes the job. Otherwise (a call made meanwhile with the job's id,
     or a retry that finds the call already stored) the job is closed as
     ``complete_job`` does, where closing again a job that an earlier try
-    closed returns the same result without a second charge. Both are
-    retried through a short database outage (see ``record_call``).
+    closed returns the same result without a second charge. A job that
+    still has another call in flight, or that its client closed meanwhile,
+    is left as it is, and the returned Completion describes it. Both steps
+    are retried through a short database outage (see ``record_call``).
     """
     error = outcome.error
     status = Job.Status.FAILED if error else Job.Status.COMPLETED
@@ -348,12 +350,25 @@ def finish_single_call(
         return call, closed[0]
 
     def close_job(retried: bool) -> Completion:
-        return complete_job(
-            team=context.team,
-            job_id=context.job.id,
-            status=status,
-            error_message=error_message,
-        )
+        try:
+            return complete_job(
+                team=context.team,
+                job_id=context.job.id,
+                status=status,
+                error_message=error_message,
+            )
+        except Conflict as conflict:
+            # Another call made with the job's id is still in flight, or the
+            # client closed the job meanwhile. The job stays as it is, and
+            # the response reports its state.
+            logger.info(
+                "Job %s of team %s was not closed after its call %s: %s",
+                context.job.id,
+                context.team.id,
+                call.id,
+                conflict.code,
+            )
+            return describe_job(team=context.team, job_id=context.job.id)
 
     try:
         completion = run_with_retry(close_job, description=f"job {context.job.id}")
@@ -837,6 +852,18 @@ def complete_job(
         job=job,
         totals=totals,
         credits_remaining=remaining,
+        calls=calls,
+    )
+
+
+def describe_job(*, team: Team, job_id) -> Completion:
+    """Return the team's job as it is, with its calls' totals, changing nothing."""
+    job = get_job_for_team(team=team, job_id=job_id)
+    calls = list(job.calls.order_by("created_at").only(*COMPLETION_CALL_FIELDS))
+    return Completion(
+        job=job,
+        totals=calls_totals(calls),
+        credits_remaining=team_remaining_credits(team.pk),
         calls=calls,
     )
 

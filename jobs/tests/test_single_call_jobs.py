@@ -10,7 +10,6 @@ from catalog.providers import ProviderError
 from jobs import services
 from jobs.models import Job, LLMCall
 from jobs.tests.conftest import answered, open_single_call
-from saasllm.errors import Conflict
 from teams.models import CreditTransaction, Team
 
 pytestmark = pytest.mark.django_db
@@ -130,11 +129,31 @@ def test_second_call_on_job_keeps_it_open(team):
     context = open_single_call(team)
     services.admit_call(team=context.team, job_id=context.job.id)
 
-    with pytest.raises(Conflict) as raised:
-        services.finish_single_call(context=context, outcome=answered(700, 500))
+    call, completion = services.finish_single_call(context=context, outcome=answered())
 
-    assert raised.value.code == "calls_in_flight"
     job = Job.objects.get(pk=context.job.id)
     assert job.status == Job.Status.IN_PROGRESS
     assert job.calls_in_flight == 1
-    assert LLMCall.objects.filter(job=job).count() == 1
+    assert job.credits_charged == 0
+    assert list(LLMCall.objects.filter(job=job)) == [call]
+    assert completion.job.status == Job.Status.IN_PROGRESS
+    assert completion.calls == [call]
+    assert completion.totals["total_calls"] == 1
+    assert completion.credits_remaining == 10
+
+
+def test_job_closed_by_client_stays_closed(team):
+    context = open_single_call(team)
+    services.complete_job(
+        team=context.team, job_id=context.job.id, status=Job.Status.CANCELLED
+    )
+
+    call, completion = services.finish_single_call(context=context, outcome=answered())
+
+    job = Job.objects.get(pk=context.job.id)
+    assert job.status == Job.Status.CANCELLED
+    assert job.credits_charged == 0
+    assert LLMCall.objects.get(job=job) == call
+    assert completion.job.status == Job.Status.CANCELLED
+    assert completion.credits_remaining == 10
+    assert Team.objects.get(pk=team.id).credits_held == 0

@@ -589,3 +589,46 @@ def test_huge_max_tokens_rejected(server, team, stream_alias):
 
     assert reply.status == 422
     assert b"max_tokens" in reply.body
+
+
+def test_single_call_stream_leaves_busy_job_open(server, team, stream_alias):
+    # The stream's job id reaches the client first, so the client can make
+    # another call on that job while the stream runs.
+    import threading
+
+    import httpx
+
+    stream_alias("stream-10x100", name="chat-stream")
+    stream_alias("slow-2.5", name="chat-slow")
+    headers = {"Authorization": f"Bearer {team.key}"}
+    second = {}
+
+    def call_on_stream_job():
+        job = wait_for(lambda: Job.objects.filter(team_id=team.id).first())
+        second["response"] = httpx.post(
+            server + f"/api/jobs/{job.id}/llm-call",
+            json=call_body(model="chat-slow"),
+            headers=headers,
+            timeout=30,
+        )
+
+    caller = threading.Thread(target=call_on_stream_job)
+    caller.start()
+    body = {**call_body(), "job_type": "busy"}
+    streamed = stream_post(server, "/api/jobs/create-and-call-stream", body, team.key)
+    caller.join(timeout=30)
+
+    assert streamed.done
+    summary = streamed.named("job")[0]
+    assert summary["status"] == "in_progress"
+    assert summary["costs"]["credits_charged"] == 0
+    assert second["response"].status_code == 200
+    completed = httpx.post(
+        server + f"/api/jobs/{summary['job_id']}/complete",
+        json={"status": "completed"},
+        headers=headers,
+    )
+    assert completed.status_code == 200
+    assert completed.json()["costs"]["total_calls"] == 2
+    assert completed.json()["costs"]["credits_charged"] == 1
+    assert Team.objects.get(pk=team.id).credits_remaining == 9
