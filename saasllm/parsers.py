@@ -35,11 +35,7 @@ class JSONParser(parsers.JSONParser):
             raise JSONTooDeep() from None
         if exceeds_depth(data, MAX_JSON_DEPTH):
             raise JSONTooDeep()
-        errors = null_character_errors(data)
-        for field, messages in field_errors(
-            data, is_infinite, NON_FINITE_MESSAGE
-        ).items():
-            errors.setdefault(field, []).extend(messages)
+        errors = invalid_value_errors(data)
         if errors:
             raise ValidationFailed(errors)
         return data
@@ -64,32 +60,25 @@ def exceeds_depth(value, limit: int) -> bool:
     return any(isinstance(item, (dict, list)) for item in level)
 
 
-def null_character_errors(data) -> dict:
-    """Map each top-level field that contains U+0000 to a validation error.
+def invalid_value_errors(data) -> dict:
+    """Map each top-level field with U+0000 or an infinite number in it to its errors.
 
-    A key with U+0000, or U+0000 in a body that is not an object, is reported
-    under ``non_field_errors``.
-    """
-    return field_errors(data, has_null_character, NULL_CHARACTER_MESSAGE)
-
-
-def field_errors(data, is_invalid, message: str) -> dict:
-    """Map each top-level field with a value or key that ``is_invalid`` to ``message``.
-
-    An invalid key, or an invalid value in a body that is not an object, is
-    reported under ``non_field_errors``.
+    A key with U+0000, or an invalid value in a body that is not an object,
+    is reported under ``non_field_errors``. The body is walked once for both
+    checks.
     """
     if not isinstance(data, dict):
-        if contains(data, is_invalid):
-            return {"non_field_errors": [message]}
-        return {}
+        messages = failed_checks(data)
+        return {"non_field_errors": messages} if messages else {}
 
     errors = {}
     for key, value in data.items():
-        if is_invalid(key):
-            errors["non_field_errors"] = [message]
-        elif contains(value, is_invalid):
-            errors[key] = [message]
+        if has_null_character(key):
+            errors["non_field_errors"] = [NULL_CHARACTER_MESSAGE]
+            continue
+        messages = failed_checks(value)
+        if messages:
+            errors[key] = messages
     return errors
 
 
@@ -101,16 +90,27 @@ def is_infinite(item) -> bool:
     return isinstance(item, float) and math.isinf(item)
 
 
-def contains(value, is_invalid) -> bool:
-    """Return whether ``is_invalid`` holds for ``value`` or anything in it, keys too."""
+# The checks of every string and number in a body, each with the error of a
+# field that fails it, in the order the errors are listed.
+VALUE_CHECKS = (
+    (has_null_character, NULL_CHARACTER_MESSAGE),
+    (is_infinite, NON_FINITE_MESSAGE),
+)
+
+
+def failed_checks(value) -> list[str]:
+    """Return the errors of the checks that ``value`` fails.
+
+    Everything in ``value`` is checked, dict keys included.
+    """
+    failed = set()
     pending = [value]
     while pending:
         item = pending.pop()
-        if is_invalid(item):
-            return True
+        failed.update(message for check, message in VALUE_CHECKS if check(item))
         if isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-    return False
+    return [message for _, message in VALUE_CHECKS if message in failed]

@@ -24,7 +24,7 @@ def open_single_call(fixture, job_type="single") -> services.CallContext:
 
 
 def answered(prompt_tokens=7, completion_tokens=5) -> services.CallOutcome:
-    """Return the outcome of a call the provider answered."""
+    """Return the outcome of a call that the provider completed."""
     result = ChatResult(
         content="Echo",
         finish_reason="stop",

@@ -496,6 +496,20 @@ def test_infinite_number_in_call_is_422(client, team, job):
     assert job.calls_in_flight == 0
 
 
+def test_field_gets_both_value_errors(client, team):
+    body = '{"job_type": "a", "metadata": {"n": 1e999, "note": "a\\u0000b"}}'
+
+    response = post_json(client, "/api/jobs/create", body, **team.headers)
+
+    assert_error(response, 422, "validation_error")
+    assert response.json()["errors"] == {
+        "metadata": [
+            "Null characters are not allowed.",
+            "Numbers must be finite: at most about 1.8e308 in size.",
+        ]
+    }
+
+
 @pytest.mark.parametrize(
     "body",
     [
