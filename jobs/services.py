@@ -820,12 +820,15 @@ def complete_job(
     """
     with transaction.atomic():
         job = get_job_for_team(team=team, job_id=job_id, lock=True)
-        if not job.is_open and job.status != status:
-            raise Conflict(
-                f"The job is already {job.status}; it cannot become {status}.",
-                code="job_already_closed",
-            )
-        if job.is_open and status == Job.Status.COMPLETED and job.calls_in_flight:
+        if not job.is_open:
+            if job.status != status:
+                raise Conflict(
+                    f"The job is already {job.status}; it cannot become {status}.",
+                    code="job_already_closed",
+                )
+            # Closed before with the same status: the same result again.
+            return _completion_as_is(job, team=team)
+        if status == Job.Status.COMPLETED and job.calls_in_flight:
             raise Conflict(
                 f"The job has {job.calls_in_flight} calls in flight. Complete it "
                 "after they return, or close it as failed or cancelled.",
@@ -835,23 +838,19 @@ def complete_job(
         # No call of this job can be inserted while the job's row is locked
         # (the insert's foreign key check waits for the lock), so the calls
         # the charge is computed from are all of them.
-        calls = list(job.calls.order_by("created_at").only(*COMPLETION_CALL_FIELDS))
+        calls = _completion_calls(job)
         totals = calls_totals(calls)
-        if job.is_open:
-            locked_team = _close_job(
-                job,
-                status=status,
-                metadata=metadata,
-                error_message=error_message,
-                totals=totals,
-            )
-            remaining = locked_team.credits_remaining
-        else:
-            remaining = team_remaining_credits(team.pk)
+        locked_team = _close_job(
+            job,
+            status=status,
+            metadata=metadata,
+            error_message=error_message,
+            totals=totals,
+        )
     return Completion(
         job=job,
         totals=totals,
-        credits_remaining=remaining,
+        credits_remaining=locked_team.credits_remaining,
         calls=calls,
     )
 
@@ -859,13 +858,21 @@ def complete_job(
 def describe_job(*, team: Team, job_id) -> Completion:
     """Return the team's job as it is, with its calls' totals, changing nothing."""
     job = get_job_for_team(team=team, job_id=job_id)
-    calls = list(job.calls.order_by("created_at").only(*COMPLETION_CALL_FIELDS))
+    return _completion_as_is(job, team=team)
+
+
+def _completion_as_is(job: Job, *, team: Team) -> Completion:
+    calls = _completion_calls(job)
     return Completion(
         job=job,
         totals=calls_totals(calls),
         credits_remaining=team_remaining_credits(team.pk),
         calls=calls,
     )
+
+
+def _completion_calls(job: Job) -> list[LLMCall]:
+    return list(job.calls.order_by("created_at").only(*COMPLETION_CALL_FIELDS))
 
 
 # The fields of a job's calls that completing the job reads: the totals'
