@@ -356,6 +356,7 @@ def finish_single_call(
                 job_id=context.job.id,
                 status=status,
                 error_message=error_message,
+                when_idle=True,
             )
         except Conflict as conflict:
             # Another call made with the job's id is still in flight, or the
@@ -811,12 +812,14 @@ def complete_job(
     status: str,
     metadata: dict | None = None,
     error_message: str = "",
+    when_idle: bool = False,
 ) -> Completion:
     """Close a job and settle its hold and charge exactly once.
 
     The job's row lock serializes racing completes: the first one settles,
     later ones with the same status return the same result, and a different
-    status on a closed job raises 409.
+    status on a closed job raises 409. A job with calls in flight can close
+    only as failed or cancelled, and with ``when_idle`` not at all.
     """
     with transaction.atomic():
         job = get_job_for_team(team=team, job_id=job_id, lock=True)
@@ -828,7 +831,7 @@ def complete_job(
                 )
             # Closed before with the same status: the same result again.
             return _completion_as_is(job, team=team)
-        if status == Job.Status.COMPLETED and job.calls_in_flight:
+        if job.calls_in_flight and (status == Job.Status.COMPLETED or when_idle):
             raise Conflict(
                 f"The job has {job.calls_in_flight} calls in flight. Complete it "
                 "after they return, or close it as failed or cancelled.",

@@ -142,6 +142,20 @@ def test_second_call_on_job_keeps_it_open(team):
     assert completion.credits_remaining == 10
 
 
+def test_failed_call_keeps_busy_job_open(team):
+    context = open_single_call(team)
+    services.admit_call(team=context.team, job_id=context.job.id)
+
+    call, completion = services.finish_single_call(context=context, outcome=failed())
+
+    job = Job.objects.get(pk=context.job.id)
+    assert job.status == Job.Status.IN_PROGRESS
+    assert job.calls_in_flight == 1
+    assert LLMCall.objects.get(job=job) == call
+    assert completion.job.status == Job.Status.IN_PROGRESS
+    assert completion.totals["failed_calls"] == 1
+
+
 def test_job_closed_by_client_stays_closed(team):
     context = open_single_call(team)
     services.complete_job(
